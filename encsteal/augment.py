@@ -23,6 +23,7 @@ class Augment:
     """Random views of a batch of float images in [0, 1] (N, C, H, W)."""
 
     min_scale: float = 0.3
+    max_aspect: float = 4 / 3
     max_rotation: float = 15.0
     flip: bool = True
     jitter_p: float = 0.8
@@ -39,7 +40,7 @@ class Augment:
             return torch.rand(*shape, generator=generator).to(dev)
 
         area = self.min_scale + (1 - self.min_scale) * rand(n)
-        log_ratio = (rand(n) * 2 - 1) * math.log(4 / 3)
+        log_ratio = (rand(n) * 2 - 1) * math.log(self.max_aspect)
         ratio = torch.exp(log_ratio)
         w = torch.sqrt(area * ratio).clamp(max=1.0)
         h = torch.sqrt(area / ratio).clamp(max=1.0)

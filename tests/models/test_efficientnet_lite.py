@@ -100,4 +100,8 @@ def test_same_padding_matches_tf(size, kernel, stride):
 def test_random_init_builds():
     m = efficientnet_lite0(pretrained=False)
     assert m.training
-    assert m(torch.rand(2, 3, 32, 32)).shape == (2, 1280)
+    out = m(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 1280)
+    out.sum().backward()
+    no_grad = [n for n, p in m.named_parameters() if p.grad is None]
+    assert no_grad == ["_fc.weight", "_fc.bias"]  # the classifier is not part of forward()
