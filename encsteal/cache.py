@@ -43,6 +43,16 @@ def config_key(kind: str, config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def tensor_fingerprint(*tensors: torch.Tensor) -> str:
+    """sha256 (20 hex digits) of tensors' shapes, dtypes and bytes: identifies data in cache keys."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ and ``mnistm`` (an MNIST-M-style set: MNIST-5k digits blended over random crops 
 scikit-image and scikit-learn ship, as in Ganin et al. 2015).
 
 Sets without an official train/test split get a fixed, documented one: the images are shuffled
-with the seed ``SPLIT_SEED`` and the first ``TRAIN_FRACTION`` of them form ``train``.
+with the seed ``SPLIT_SEED`` and the first ``TRAIN_FRACTION`` of them form ``train`` (kept in
+that shuffled order, since MNIST-5k is stored sorted by class).
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ def _fixed_split(images: torch.Tensor, labels: torch.Tensor, split: str) -> tupl
     order = torch.randperm(len(images), generator=gen)
     n_train = int(round(TRAIN_FRACTION * len(images)))
     chosen = order[:n_train] if split == "train" else order[n_train:]
-    chosen, _ = torch.sort(chosen)
-    return images[chosen], labels[chosen]
+    return images[chosen], labels[chosen]  # shuffled order: MNIST-5k is stored sorted by class
 
 
 def prepare_fashion_mnist(root: str | os.PathLike | None = None, download: bool = False) -> Path:

@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine:  `make book`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: venv data test book book-html bench clean-book
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+data: $(STAMP)
+	@bash scripts/get-fashion-mnist.sh $(PY)
+
+test: venv data
+	$(PY) -m pytest -q
+
+book: venv data
+	$(PY) -m encsteal.book --profile $${PROFILE:-quick}
+
+bench: venv data
+	$(PY) bench/bench_victim.py
+
+clean-book:
+	rm -rf _build book/chapters

@@ -1,0 +1,107 @@
+"""Build the book: papermill executes each chapter with a profile, then Jupyter Book renders.
+
+``python -m encsteal.book --profile quick`` (what ``make book`` runs):
+
+1. every ``notebooks/*.ipynb`` is executed by papermill with ``params/<profile>.yaml`` into
+   ``book/chapters/``; a chapter is skipped when its notebook, the profile and the package source
+   are unchanged since its last successful run (their hash is stored in the executed copy);
+2. the injected-parameters cell is tagged ``remove-cell`` so it does not show in the pages;
+3. ``jupyter-book build . -W --keep-going`` renders with execution off: a failing notebook or
+   any warning fails the build (Jupyter Book alone would only warn, ANCHORS.md 3.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("smoke", "quick", "full")
+
+
+def source_hash(notebook: Path, params: dict) -> str:
+    """Hash of the notebook, its parameters and every source file of the package."""
+    digest = hashlib.sha256(notebook.read_bytes())
+    digest.update(json.dumps(params, sort_keys=True).encode())
+    for path in sorted((ROOT / "encsteal").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_profile(profile: str) -> dict:
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}. Allowed: {', '.join(PROFILES)}.")
+    path = ROOT / "params" / f"{profile}.yaml"
+    return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+
+
+def hide_injected_parameters(path: Path, stamp: str) -> None:
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nb["metadata"]["encsteal_source_hash"] = stamp
+    path.write_text(json.dumps(nb, indent=1))
+
+
+def execute_chapters(profile: str, out_dir: Path, force: bool = False) -> list[Path]:
+    import papermill
+
+    params = load_profile(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        target = out_dir / notebook.name
+        stamp = source_hash(notebook, params)
+        if not force and target.exists():
+            meta = json.loads(target.read_text()).get("metadata", {})
+            if meta.get("encsteal_source_hash") == stamp:
+                print(f"[book] {notebook.name}: unchanged, reusing the executed copy")
+                done.append(target)
+                continue
+        start = time.perf_counter()
+        print(f"[book] executing {notebook.name} with profile {profile!r}")
+        tmp = target.with_suffix(".running.ipynb")
+        try:
+            papermill.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(ROOT / "notebooks"),
+                                       kernel_name="python3", progress_bar=False)
+        except Exception:
+            print(f"[book] {notebook.name} failed; the partial copy is {tmp}", file=sys.stderr)
+            raise
+        tmp.replace(target)
+        hide_injected_parameters(target, stamp)
+        print(f"[book] {notebook.name}: {time.perf_counter() - start:.0f} s")
+        done.append(target)
+    return done
+
+
+def build_html() -> None:
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "-W", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        cmd = [str(jb), "build", str(ROOT), "-W", "--keep-going"]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick", choices=PROFILES)
+    parser.add_argument("--force", action="store_true", help="re-execute every chapter")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    execute_chapters(args.profile, ROOT / "book" / "chapters", args.force)
+    build_html()
+    print(f"[book] built {ROOT / '_build' / 'html' / 'index.html'} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
