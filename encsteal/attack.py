@@ -22,13 +22,13 @@ supervised-learning baseline at an equal number of queries.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from encsteal.api import BudgetExceeded, EncoderAPI
 from encsteal.augment import Augment
@@ -38,8 +38,11 @@ from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt
 from encsteal.losses import LOSSES, get_loss
 from encsteal.models import ARCHS, LinearClassifier, build_encoder
-from encsteal.runtime import channels_last, resolve_device, seed_everything
-from encsteal.training import cosine_with_warmup, make_optimizer, shuffled_batches, steps_per_epoch
+from encsteal.distributed import (augment_shard, barrier, gather_nograd, gather_with_grad, shard_bounds, sharded_epoch,
+                                  sum_over_ranks, unwrap, wrap_ddp)
+from encsteal.distributed import info as dist_info
+from encsteal.runtime import RunOptions, autocast, channels_last, choose_loader, prepare_device, seed_everything
+from encsteal.training import BatchSource, cosine_with_warmup, make_optimizer, steps_per_epoch
 
 AUGMENT_MODES: tuple[str, ...] = ("none", "views", "stolen_only")
 
@@ -137,14 +140,25 @@ def _query_inputs(config: StealConfig, x: torch.Tensor, gen: torch.Generator, au
 def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig,
           query_labels: torch.Tensor | None = None, input_size: int | None = None,
           user: str = "attacker", cache: ResultCache | None = None, device: str = "auto",
-          progress: bool = True) -> StealResult:
+          progress: bool = True, options: RunOptions | None = None) -> StealResult:
     """Steal the encoder behind ``api`` with the images ``queries``.
 
     Args:
-        queries: the attacker's images (its own data; uint8 or float in [0, 1]).
+        queries: the attacker's images (its own data; uint8 or float in [0, 1]). They stay in
+            their stored size and type and are converted batch by batch, so ImageNet-size query
+            sets (uint8, possibly memory-mapped) need no float copy in memory.
         query_labels: ground-truth labels of the queries; only the SupCon loss uses them, and
             passing them means the attack is no longer label-free.
         input_size: image size the stolen encoder works at (default: the query images' size).
+        options: device, bf16 autocast (CUDA only), channels-last and batch loading
+            (:class:`~encsteal.runtime.RunOptions`); ``device`` is a shortcut for its device.
+
+    Under ``torchrun`` (an initialised process group) the query-once pass is split between the
+    processes and its answers gathered, and every process trains its share of each global batch
+    of ``config.batch_size`` with DDP; the loss is computed on the gathered batch (so contrastive
+    losses see the same negatives as one process would) and batch norm is synchronised. The
+    query count is summed over the processes. A defended API keeps per-user state, which would be
+    split between processes, so it must be attacked from a single process.
     """
     images = queries.images if isinstance(queries, ImageSet) else queries
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -170,6 +184,9 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
     key = {"api": api.describe(), "queries": tensor_fingerprint(images), "config": config,
            "labels": None if query_labels is None else tensor_fingerprint(query_labels),
            "input_size": size, "user": user, "history_before": api.queries(user)}
+    tag = options.cache_tag() if options is not None else None
+    if tag is not None:  # bf16 results are kept apart from fp32 ones
+        key = {**key, **tag}
     cache = cache if cache is not None else ResultCache()
     encoder, classifier = build_stolen(config, api, c, size)
     modules = {"encoder": encoder} | ({"classifier": classifier} if classifier is not None else {})
@@ -180,69 +197,125 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
         rec = meta["record"]
         return StealResult(encoder.eval(), rec["queries"], rec["spent"], rec["loss_curve"], rec["seconds"],
                            config, True, rec["images"])
-    result = _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress)
-    cache.put("stolen", key, flat_state(modules),
-              {"record": {"queries": result.queries, "spent": result.spent, "loss_curve": result.loss_curve,
-                          "seconds": result.seconds, "images": result.record_images}})
+    if dist_info().enabled and api.defenses:
+        raise ValueError("A defended API keeps per-user query state, which DDP would split between "
+                         "processes: attack it from a single process (no torchrun).")
+    result = _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress,
+                         options)
+    if dist_info().is_main:
+        cache.put("stolen", key, flat_state(modules),
+                  {"record": {"queries": result.queries, "spent": result.spent, "loss_curve": result.loss_curve,
+                              "seconds": result.seconds, "images": result.record_images}})
+    barrier()
     return result
 
 
-def _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress) -> StealResult:
+class _StealNet(nn.Module):
+    """The stolen encoder (+ the classifier for a supervised API) as one module (what DDP wraps)."""
+
+    def __init__(self, encoder: nn.Module, classifier: nn.Module | None):
+        super().__init__()
+        self.encoder, self.classifier = encoder, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(x)
+        return self.classifier(out) if self.classifier is not None else out
+
+
+def _answer_all(api: EncoderAPI, sent: torch.Tensor, c: int, size: int, user: str,
+                chunk: int = 1024) -> torch.Tensor:
+    """The API's answers to all of ``sent`` (query-once design), adapted chunk by chunk; under DDP
+    each process sends its contiguous share and the answers are gathered in order."""
+    d = dist_info()
+    lo, hi = shard_bounds(len(sent), d.rank, d.world_size)
+    answers = [api.query(adapt(sent[s:min(s + chunk, hi)], c, size), user) for s in range(lo, hi, chunk)]
+    mine = torch.cat(answers) if answers else torch.empty(0, api.output_dim)
+    if not d.enabled:
+        return mine
+    return gather_nograd(mine.to(_collective_device())).cpu()
+
+
+def _collective_device() -> torch.device:
+    import torch.distributed as tdist
+
+    return torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress,
+                options=None) -> StealResult:
+    opts = options if options is not None else RunOptions(device=device)
+    if options is not None and device != "auto" and options.device == "auto":
+        opts = replace(options, device=device)
     gen = seed_everything(config.seed)
-    dev = resolve_device(device)
+    dev = prepare_device(opts)
+    ddp = dist_info()
     augment = Augment()
     loss_fn = get_loss(config.loss, **config.loss_params) if api.mode == "ssl" else None
-    x_all = adapt(images, images.shape[1], size)
+    c = images.shape[1]
     labels = query_labels if query_labels is not None else torch.zeros(len(images), dtype=torch.long)
     before = api.queries(user)
     if not config.requery_every_epoch:
-        sent = _query_inputs(config, x_all, gen, augment)
-        answers = torch.cat([api.query(sent[s:s + 1024], user) for s in range(0, len(sent), 1024)])
-        train_x = sent if config.augment != "stolen_only" else x_all
-        train_labels = labels.repeat(len(sent) // len(x_all))
+        if config.augment == "views":  # the augmented copies are the queries: held in memory
+            sent = _query_inputs(config, adapt(images, c, size), gen, augment)
+        else:
+            sent = images
+        answers = _answer_all(api, sent, c, size, user)
+        train_x = sent if config.augment == "views" else images
+        train_labels = labels.repeat(len(sent) // len(images))
     else:
-        train_x, train_labels, answers = x_all, labels, None
-    encoder = encoder.to(dev, memory_format=torch.channels_last).train()
-    params = list(encoder.parameters())
-    if classifier is not None:
-        classifier = classifier.to(dev).train()
-        params += list(classifier.parameters())
-    opt = make_optimizer(params, config.optimizer, config.lr, config.weight_decay)
+        train_x, train_labels, answers = images, labels, None
+    net = _StealNet(encoder, classifier).to(dev)
+    if opts.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model = wrap_ddp(net.train(), dev, opts.sync_bn)
+    source = BatchSource(train_x, dev, choose_loader(opts, train_x, dev), opts.num_workers, opts.pin_memory,
+                         opts.prefetch_factor)
+    layout = channels_last if opts.channels_last else (lambda t: t)
+    opt = make_optimizer(list(net.parameters()), config.optimizer, config.lr, config.weight_decay)
     per_epoch = steps_per_epoch(len(train_x), config.batch_size, drop_last=False)
     sched = cosine_with_warmup(opt, per_epoch * config.epochs)
+    views = config.views if (config.requery_every_epoch and config.augment == "views") else 1
     curve: list[float] = []
     seen = 0
     start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=f"steal ({config.loss})", disable=not progress)
+    bar = tqdm(range(config.epochs), desc=f"steal ({config.loss})", disable=not (progress and ddp.is_main))
     for _ in bar:
         total, count = 0.0, 0
-        for idx in shuffled_batches(len(train_x), config.batch_size, gen, drop_last=False):
+        plan = sharded_epoch(len(train_x), config.batch_size, gen, False, ddp.rank, ddp.world_size)
+        for (idx, part), xb in zip(plan, source.fetch([idx[part] for idx, part in plan])):
             if len(idx) < 2 and api.mode == "ssl":
                 continue
-            xb = train_x[idx]
+            if len(idx) < ddp.world_size:  # a last batch smaller than the number of processes
+                continue
+            xb = adapt(xb, c, size)
             if config.requery_every_epoch:
                 if config.augment == "views":
-                    xb = torch.cat([augment(xb, gen) for _ in range(config.views)])
-                target = api.query(xb, user).to(dev)
-                yb = labels[idx].repeat(len(xb) // len(idx))
+                    xb = torch.cat([augment_shard(augment, xb, len(idx), part.start, gen) for _ in range(views)])
+                target = gather_nograd(api.query(xb, user).to(dev), blocks=views)
+                yb = labels[idx].repeat(views)
             else:
                 target = answers[idx].to(dev)
                 yb = train_labels[idx]
             if config.augment == "stolen_only":
-                xb = augment(xb, gen)
-            out = encoder(channels_last(xb.to(dev)))
+                xb = augment_shard(augment, xb, len(idx), part.start, gen)
+            with autocast(dev, opts.amp):
+                out = model(layout(xb))
+            out = gather_with_grad(out.float(), blocks=views)
             if classifier is not None:
-                loss = _supervised_loss(classifier(out), target, api.output)
+                loss = _supervised_loss(out, target, api.output)
             else:
                 loss = loss_fn(out, target, labels=yb.to(dev))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * ddp.world_size).backward()
             opt.step()
             sched.step()
-            total, count, seen = total + loss.item(), count + 1, seen + len(xb)
+            total, count, seen = total + loss.item(), count + 1, seen + len(idx) * views
         curve.append(total / max(count, 1))
         bar.set_postfix(loss=f"{curve[-1]:.3f}", queries=api.queries(user) - before)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
-    encoder = encoder.to("cpu", memory_format=torch.contiguous_format).eval()
-    made = api.queries(user) - before
+    net = unwrap(model)
+    encoder = net.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
+    made = sum_over_ranks(api.queries(user) - before)
     return StealResult(encoder, made, made * api.price_per_1k / 1000.0, curve, seconds, config, False, seen)

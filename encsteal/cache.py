@@ -17,6 +17,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -34,6 +35,8 @@ def to_jsonable(config: Any) -> Any:
         return [to_jsonable(v) for v in config]
     if isinstance(config, Path):
         return str(config)
+    if isinstance(config, np.generic):
+        return config.item()
     return config
 
 
@@ -41,6 +44,18 @@ def config_key(kind: str, config: Any) -> str:
     """A stable 20-hex-digit hash of ``kind``, the configuration and the package version."""
     blob = json.dumps({"kind": kind, "config": to_jsonable(config), "version": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def tensor_fingerprint(*tensors: torch.Tensor) -> str:
@@ -85,32 +100,43 @@ class ResultCache:
     Args:
         root: cache folder (default ``$ENCSTEAL_CACHE`` or ``~/.cache/encsteal/results``).
         enabled: ``False`` bypasses the cache: nothing is read or written.
+        shipped: read-only folders searched after ``root`` (default: the repository's
+            ``shipped/`` folder, which holds the quick profile's pre-trained victims). Their
+            entries are verified against the sha256 in their sidecar before use.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
+    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True,
+                 shipped: tuple[str | os.PathLike, ...] | None = None):
         self.root = cache_root(root)
         self.enabled = enabled
+        self.shipped = tuple(Path(p) for p in (shipped if shipped is not None else (SHIPPED_DIR,)))
 
-    def paths(self, kind: str, config: Any) -> tuple[Path, Path]:
+    def paths(self, kind: str, config: Any, root: Path | None = None) -> tuple[Path, Path]:
         key = config_key(kind, config)
-        folder = self.root / kind
+        folder = (root or self.root) / kind
         return folder / f"{key}.safetensors", folder / f"{key}.json"
 
     def get(self, kind: str, config: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """The stored tensors and metadata, or None when absent, incomplete or disabled."""
         if not self.enabled:
             return None
-        tensor_path, meta_path = self.paths(kind, config)
-        if not (tensor_path.exists() and meta_path.exists()):
-            return None
-        return load_file(str(tensor_path)), json.loads(meta_path.read_text())
+        for root in (self.root, *self.shipped):
+            tensor_path, meta_path = self.paths(kind, config, root)
+            if tensor_path.exists() and meta_path.exists():
+                meta = json.loads(meta_path.read_text())
+                if root != self.root and meta.get("sha256") != file_sha256(tensor_path):
+                    raise ValueError(f"Shipped entry {tensor_path} does not match its recorded sha256; "
+                                     "regenerate it with `python -m encsteal.ship`.")
+                return load_file(str(tensor_path)), meta
+        return None
 
     def put(self, kind: str, config: Any, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
         tensor_path, meta_path = self.paths(kind, config)
         atomic_save_tensors(tensor_path, tensors)
-        record = {"kind": kind, "config": to_jsonable(config), "version": __version__, **to_jsonable(dict(meta))}
+        record = {"kind": kind, "config": to_jsonable(config), "version": __version__,
+                  "sha256": file_sha256(tensor_path), **to_jsonable(dict(meta))}
         atomic_write_bytes(meta_path, json.dumps(record, indent=2, sort_keys=True).encode())
 
     def get_or_compute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from encsteal import __version__
-from encsteal.cache import atomic_save_tensors, atomic_write_bytes, to_jsonable
+from encsteal.cache import atomic_save_tensors, atomic_write_bytes, file_sha256, to_jsonable
 
 
 def flat_state(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -34,20 +33,12 @@ def load_flat_state(modules: Mapping[str, nn.Module], tensors: Mapping[str, torc
         raise KeyError(f"Checkpoint holds tensors for no module: {extra[:5]}...")
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_checkpoint(stem: str | os.PathLike, modules: Mapping[str, nn.Module], meta: Mapping[str, Any]) -> Path:
     """Write ``stem.safetensors`` and ``stem.json`` (with the weights' sha256); return the weights path."""
     stem = Path(stem)
     weights = stem.with_suffix(".safetensors")
     atomic_save_tensors(weights, flat_state(modules))
-    record = {"version": __version__, "sha256": sha256_of(weights), **to_jsonable(dict(meta))}
+    record = {"version": __version__, "sha256": file_sha256(weights), **to_jsonable(dict(meta))}
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True).encode())
     return weights
 
@@ -59,7 +50,7 @@ def load_checkpoint(stem: str | os.PathLike, modules: Mapping[str, nn.Module], v
     if not weights.exists() or not sidecar.exists():
         raise FileNotFoundError(f"No checkpoint at {weights} (+ {sidecar.name}).")
     meta = json.loads(sidecar.read_text())
-    if verify and meta.get("sha256") != sha256_of(weights):
+    if verify and meta.get("sha256") != file_sha256(weights):
         raise ValueError(f"Checksum mismatch for {weights}: the file is not the one its sidecar describes.")
     load_flat_state(modules, load_file(str(weights)))
     return meta

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt
@@ -84,32 +84,57 @@ def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     return correct / len(te)
 
 
-def linear_probe(
-    train_x: torch.Tensor, train_y: torch.Tensor,
-    val_x: torch.Tensor, val_y: torch.Tensor,
-    test_x: torch.Tensor, test_y: torch.Tensor,
-    Cs: tuple[float, ...] = DEFAULT_CS, max_iter: int = 500,
-) -> ProbeResult:
-    """Fit L-BFGS logistic regression for each ``C``, keep the best on validation, report test top-1."""
-    if len(train_x) == 0 or len(test_x) == 0:
-        raise ValueError("The probe needs at least one training and one test image.")
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class FittedProbe:
+    """A fitted linear probe: the feature scaler and the logistic regression chosen on validation."""
+
+    scaler: StandardScaler
+    classifier: LogisticRegression
+    C: float
+    val_accuracy: float
+
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Top-1 of this probe on features ``x`` (for example another encoder's, same dimension)."""
+        return float(self.classifier.score(self.scaler.transform(x.numpy().astype(np.float64)), y.numpy()))
+
+
+def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+              Cs: tuple[float, ...] = DEFAULT_CS, max_iter: int = 500) -> FittedProbe:
+    """Fit L-BFGS multinomial logistic regression on standardised features for each ``C`` and keep
+    the one with the best validation accuracy."""
+    if len(train_x) == 0:
+        raise ValueError("The probe needs at least one training image.")
     scaler = StandardScaler().fit(train_x.numpy().astype(np.float64))
-    tr, va, te = (scaler.transform(a.numpy().astype(np.float64)) for a in (train_x, val_x, test_x))
-    best: tuple[float, float, LogisticRegression] | None = None
+    tr, va = (scaler.transform(a.numpy().astype(np.float64)) for a in (train_x, val_x))
+    best: FittedProbe | None = None
     # One BLAS thread: on a loaded 2-core machine two threads made the probe 10-30x slower.
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for C in sorted(Cs):
             clf = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs").fit(tr, train_y.numpy())
             val_acc = float(clf.score(va, val_y.numpy())) if len(va) else float("nan")
-            if best is None or val_acc > best[0]:
-                best = (val_acc, C, clf)
+            if best is None or val_acc > best.val_accuracy:
+                best = FittedProbe(scaler, clf, C, val_acc)
     assert best is not None
-    val_acc, C, clf = best
-    acc = float(clf.score(te, test_y.numpy()))
-    knn = knn_accuracy(torch.from_numpy(tr).float(), train_y, torch.from_numpy(te).float(), test_y)
-    return ProbeResult(acc, knn, val_acc, C, len(train_x), len(test_x), time.perf_counter() - start)
+    return best
+
+
+def linear_probe(
+    train_x: torch.Tensor, train_y: torch.Tensor,
+    val_x: torch.Tensor, val_y: torch.Tensor,
+    test_x: torch.Tensor, test_y: torch.Tensor,
+    Cs: tuple[float, ...] = DEFAULT_CS, max_iter: int = 500,
+) -> ProbeResult:
+    """Fit the probe (:func:`fit_probe`) and report its test top-1 and the k-NN top-1."""
+    if len(train_x) == 0 or len(test_x) == 0:
+        raise ValueError("The probe needs at least one training and one test image.")
+    start = time.perf_counter()
+    probe = fit_probe(train_x, train_y, val_x, val_y, Cs, max_iter)
+    acc = probe.accuracy(test_x, test_y)
+    tr = torch.from_numpy(probe.scaler.transform(train_x.numpy().astype(np.float64))).float()
+    te = torch.from_numpy(probe.scaler.transform(test_x.numpy().astype(np.float64))).float()
+    knn = knn_accuracy(tr, train_y, te, test_y)
+    return ProbeResult(acc, knn, probe.val_accuracy, probe.C, len(train_x), len(test_x), time.perf_counter() - start)
 
 
 def few_label_indices(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
@@ -125,7 +150,7 @@ def few_label_indices(labels: torch.Tensor, per_class: int, seed: int = 0) -> to
 
 
 def probe_features(features: dict[str, torch.Tensor], splits: dict[str, ImageSet],
-                   per_class: int | None = None, seed: int = 0) -> ProbeResult:
+                   per_class: int | None = None, seed: int = 0, Cs: tuple[float, ...] = DEFAULT_CS) -> ProbeResult:
     """Probe precomputed features of ``probe_train``/``probe_val``/``probe_test``.
 
     ``per_class`` restricts the probe's training labels to that many per class (a few-label probe,
@@ -136,7 +161,7 @@ def probe_features(features: dict[str, torch.Tensor], splits: dict[str, ImageSet
         idx = few_label_indices(train_y, per_class, seed)
         train_x, train_y = train_x[idx], train_y[idx]
     return linear_probe(train_x, train_y, features["probe_val"], splits["probe_val"].labels,
-                        features["probe_test"], splits["probe_test"].labels)
+                        features["probe_test"], splits["probe_test"].labels, Cs)
 
 
 def evaluate_encoder(encoder: nn.Module | None, splits: dict[str, ImageSet], per_class: int | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from encsteal.augment import NO_AUGMENT_JITTER, Augment
 from encsteal.cache import ResultCache
@@ -25,8 +25,10 @@ from encsteal.data import adapt, check_dataset, role_splits
 from encsteal.data.imageset import ImageSet
 from encsteal.losses import nt_xent
 from encsteal.models import ARCHS, LinearClassifier, ProjectionHead, build_encoder
-from encsteal.runtime import channels_last, resolve_device, seed_everything
-from encsteal.training import cosine_with_warmup, make_optimizer, shuffled_batches, steps_per_epoch
+from encsteal.distributed import augment_shard, barrier, gather_with_grad, sharded_epoch, unwrap, wrap_ddp
+from encsteal.distributed import info as dist_info
+from encsteal.runtime import RunOptions, autocast, channels_last, choose_loader, prepare_device, seed_everything
+from encsteal.training import BatchSource, cosine_with_warmup, make_optimizer, steps_per_epoch
 
 METHODS: tuple[str, ...] = ("simclr", "supervised")
 
@@ -95,84 +97,128 @@ def build_victim_modules(config: VictimConfig, in_channels: int, native_size: in
     return encoder, head
 
 
-def _epoch_simclr(encoder, head, x, opt, sched, config, gen, augment) -> float:
-    total, count = 0.0, 0
-    for idx in shuffled_batches(len(x), config.batch_size, gen):
-        batch = x[idx]
-        views = channels_last(torch.cat([augment(batch, gen), augment(batch, gen)]))
-        z = head(encoder(views))
-        loss = nt_xent(z[: len(idx)], z[len(idx):], config.temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        total, count = total + loss.item(), count + 1
-    return total / max(count, 1)
+class _VictimNet(nn.Module):
+    """Encoder + head as one module (what DDP wraps)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
 
 
-def _epoch_supervised(encoder, head, x, y, opt, sched, config, gen, augment) -> float:
-    total, count = 0.0, 0
-    for idx in shuffled_batches(len(x), config.batch_size, gen):
-        loss = F.cross_entropy(head(encoder(channels_last(augment(x[idx], gen)))), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        total, count = total + loss.item(), count + 1
-    return total / max(count, 1)
+def _run_options(device: str, options: RunOptions | None) -> RunOptions:
+    if options is None:
+        return RunOptions(device=device)
+    if device != "auto" and options.device == "auto":
+        return replace(options, device=device)
+    return options
 
 
 def fit_victim(config: VictimConfig, data: ImageSet, device: str = "auto",
-               progress: bool = True) -> Victim:
-    """Train a victim on ``data`` (no cache); returns it on the CPU, in eval mode."""
+               progress: bool = True, options: RunOptions | None = None) -> Victim:
+    """Train a victim on ``data`` (no cache); returns it on the CPU, in eval mode.
+
+    ``options`` (:class:`~encsteal.runtime.RunOptions`) set the device, bf16 autocast (CUDA
+    only), channels-last and the batch loader; ``device`` is a shortcut for ``options.device``.
+    Under ``torchrun`` (an initialised process group) every process trains its share of each
+    global batch of ``config.batch_size`` images with DDP, with batch-norm statistics and the
+    NT-Xent loss computed over the global batch, so the result matches a single-process run
+    (:mod:`encsteal.distributed`). The cosine schedule is stepped once per batch over the whole
+    run (the official code steps a per-batch cosine once per epoch, NOTES 9.4 item 6).
+    """
+    opts = _run_options(device, options)
     gen = seed_everything(config.seed)
-    dev = resolve_device(device)
+    dev = prepare_device(opts)
+    ddp = dist_info()
     c, h, _ = data.shape
     encoder, head = build_victim_modules(config, c, h, max(data.num_classes, 1))
-    encoder, head = encoder.to(dev, memory_format=torch.channels_last), head.to(dev)
-    x = adapt(data.images, encoder.in_channels, encoder.input_size).to(dev)
-    y = data.labels.to(dev)
-    opt = make_optimizer(list(encoder.parameters()) + list(head.parameters()), config.optimizer,
-                         config.lr, config.weight_decay)
-    per_epoch = steps_per_epoch(len(x), config.batch_size)
+    net = _VictimNet(encoder, head).to(dev)
+    if opts.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model = wrap_ddp(net, dev, opts.sync_bn)
+    source = BatchSource(data.images, dev, choose_loader(opts, data.images, dev), opts.num_workers,
+                         opts.pin_memory, opts.prefetch_factor)
+    labels = data.labels.to(dev)
+    params = list(net.encoder.parameters()) + list(net.head.parameters())
+    opt = make_optimizer(params, config.optimizer, config.lr, config.weight_decay)
+    per_epoch = steps_per_epoch(len(data), config.batch_size)
     sched = cosine_with_warmup(opt, per_epoch * config.epochs, per_epoch * config.warmup_epochs)
-    augment = Augment() if config.method == "simclr" else NO_AUGMENT_JITTER
+    simclr = config.method == "simclr"
+    augment = Augment() if simclr else NO_AUGMENT_JITTER
+    layout = channels_last if opts.channels_last else (lambda t: t)
+    in_ch, size = net.encoder.in_channels, net.encoder.input_size
     curve: list[float] = []
     start = time.perf_counter()
-    encoder.train()
-    head.train()
-    bar = tqdm(range(config.epochs), desc=f"{config.method} victim", disable=not progress)
+    model.train()
+    bar = tqdm(range(config.epochs), desc=f"{config.method} victim", disable=not (progress and ddp.is_main))
     for _ in bar:
-        if config.method == "simclr":
-            loss = _epoch_simclr(encoder, head, x, opt, sched, config, gen, augment)
-        else:
-            loss = _epoch_supervised(encoder, head, x, y, opt, sched, config, gen, augment)
-        curve.append(loss)
-        bar.set_postfix(loss=f"{loss:.3f}")
+        total, count = 0.0, 0
+        plan = sharded_epoch(len(data), config.batch_size, gen, True, ddp.rank, ddp.world_size)
+        for (idx, part), xb in zip(plan, source.fetch([idx[part] for idx, part in plan])):
+            x = adapt(xb, in_ch, size)
+            if simclr:
+                views = torch.cat([augment_shard(augment, x, len(idx), part.start, gen) for _ in range(2)])
+                with autocast(dev, opts.amp):
+                    z = model(layout(views))
+                z = gather_with_grad(z.float(), blocks=2)
+                n = len(z) // 2
+                loss = nt_xent(z[:n], z[n:], config.temperature)
+            else:
+                with autocast(dev, opts.amp):
+                    logits = model(layout(augment_shard(augment, x, len(idx), part.start, gen)))
+                loss = F.cross_entropy(gather_with_grad(logits.float()), labels[idx.to(dev)])
+            opt.zero_grad(set_to_none=True)
+            (loss * ddp.world_size).backward()
+            opt.step()
+            sched.step()
+            total, count = total + loss.item(), count + 1
+        curve.append(total / max(count, 1))
+        bar.set_postfix(loss=f"{curve[-1]:.3f}")
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
-    encoder = encoder.to("cpu", memory_format=torch.contiguous_format).eval()
-    head = head.cpu().eval()
+    net = unwrap(model)
+    encoder = net.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
+    head = net.head.cpu().eval()
     record = {"train_seconds": seconds, "loss_curve": curve, "images_per_second":
-              config.epochs * per_epoch * config.batch_size * (2 if config.method == "simclr" else 1) / seconds,
-              "threads": torch.get_num_threads(), "device": str(dev)}
+              config.epochs * per_epoch * config.batch_size * (2 if simclr else 1) / seconds,
+              "threads": torch.get_num_threads(), "device": str(dev), "world_size": ddp.world_size,
+              "amp": opts.amp}
     return Victim(config, encoder, head, data.classes, record)
 
 
+def victim_cache_key(config: VictimConfig, options: RunOptions | None = None) -> Any:
+    """The cache key of a victim: its configuration (plus ``{"amp": "bf16"}`` for bf16 runs)."""
+    tag = options.cache_tag() if options is not None else None
+    return config if tag is None else {"config": config, **tag}
+
+
 def train_victim(config: VictimConfig, cache: ResultCache | None = None, device: str = "auto",
-                 progress: bool = True) -> Victim:
-    """Train (or load from the cache) the victim that ``config`` describes."""
+                 progress: bool = True, options: RunOptions | None = None,
+                 data: ImageSet | None = None) -> Victim:
+    """Train (or load from the cache) the victim that ``config`` describes.
+
+    ``data``: the training images, when the caller has loaded them (e.g. from another data
+    root); by default :func:`victim_training_set`. Under ``torchrun`` only rank 0 writes the
+    cache entry; the others wait for it.
+    """
     cache = cache if cache is not None else ResultCache()
-    data = victim_training_set(config)
-    hit = cache.get("victim", config)
+    data = data if data is not None else victim_training_set(config)
+    key = victim_cache_key(config, options)
+    hit = cache.get("victim", key)
     if hit is not None:
         tensors, meta = hit
         c, h, _ = data.shape
         encoder, head = build_victim_modules(config, c, h, max(data.num_classes, 1))
         load_flat_state({"encoder": encoder, "head": head}, tensors)
         return Victim(config, encoder.eval(), head.eval(), data.classes, meta.get("record", {}))
-    victim = fit_victim(config, data, device, progress)
-    cache.put("victim", config, flat_state({"encoder": victim.encoder, "head": victim.head}),
-              {"record": victim.record})
+    victim = fit_victim(config, data, device, progress, options)
+    if dist_info().is_main:
+        cache.put("victim", key, flat_state({"encoder": victim.encoder, "head": victim.head}),
+                  {"record": victim.record})
+    barrier()
     return victim
 
 

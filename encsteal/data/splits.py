@@ -50,8 +50,8 @@ def role_splits(
 ) -> dict[str, ImageSet]:
     """Split data set ``name`` into roles; ``sizes`` maps role -> number of images.
 
-    The same ``seed`` gives the same images in each role. ``probe_test`` of size 0 or absent
-    means "the whole test split".
+    The same ``seed`` gives the same images in each role. ``probe_test`` is capped at the size of
+    the test split; 0 means "the whole test split".
     """
     unknown = set(sizes) - set(ROLES)
     if unknown:
@@ -62,7 +62,7 @@ def role_splits(
     out = {role: train.subset(idx) for role, idx in picked.items()}
     if "probe_test" in sizes:
         test = load(name, "test", root, download)
-        n_test = int(sizes["probe_test"]) or len(test)
+        n_test = min(int(sizes["probe_test"]) or len(test), len(test))
         idx = draw_disjoint(len(test), {"probe_test": n_test}, seed + 1)["probe_test"]
         out["probe_test"] = test.subset(idx)
     return out

@@ -1,0 +1,1 @@
+"""Chapter-level experiments: each function runs one grid of the book and returns a DataFrame."""

@@ -1,0 +1,494 @@
+"""The rotation watermark (NOTES 7): embed it in a victim, check whether a suspect carries it.
+
+Embedding. An auxiliary rotation task is learnt through an MLP on the encoder's representation
+(official ``WatermarkMLP`` 512-256-128-2, here ``rep_dim``-256-128-classes). The official task is
+binary: was the image rotated by an angle in [0, 180) or in [180, 360) (each training image gives
+one copy of each, corners filled with zeros); ``task="four_way"`` offers 0/90/180/270 instead.
+The official code embeds during victim training and builds its Adam optimiser over the encoder
+only, so its MLP stays at its random initialisation (NOTES 7, "possible bug"). Here both the
+encoder and the MLP are trained (``train_mlp=False`` reproduces the official behaviour), and the
+watermark is embedded by fine-tuning a trained victim: SimCLR batches on the victim's data
+alternate with rotation batches on a ``fraction`` of it, so the representation stays useful.
+:func:`embed_watermark` caches the result through :class:`ResultCache`, like ``train_victim``.
+
+Verification. The victim's frozen MLP is applied to a suspect's representations of rotated
+held-out images (one rotation per image, balanced labels) and the watermark accuracy measured.
+No alignment between suspect and victim spaces is fitted (in the prototype that lifted an
+independent model to 71%, CALIBRATION.md). The decision is NOT a test against chance: an
+independent SimCLR encoder scored 54.65% on 2,000 images in the prototype, which a binomial test
+against 50% calls stolen. :func:`ownership_test` compares the suspect with independently trained
+reference models instead (see there for the test and why).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+from tqdm import tqdm
+
+from encsteal.api import EncoderAPI, module_fingerprint
+from encsteal.augment import Augment
+from encsteal.cache import ResultCache
+from encsteal.checkpoint import flat_state, load_flat_state
+from encsteal.data.imageset import ImageSet
+from encsteal.data.transforms import adapt, to_float
+from encsteal.losses import nt_xent
+from encsteal.probe import evaluate_encoder, extract_features
+from encsteal.runtime import channels_last, resolve_device, seed_everything
+from encsteal.training import cosine_with_warmup, make_optimizer, shuffled_batches, steps_per_epoch
+from encsteal.victims import Victim, VictimConfig, build_victim_modules, train_victim, victim_training_set
+
+TASKS: dict[str, int] = {"binary": 2, "four_way": 4}
+"""Rotation tasks and their number of classes."""
+TESTS: tuple[str, ...] = ("prediction", "mean", "z")
+
+
+@dataclass(frozen=True)
+class WatermarkConfig:
+    """Everything that determines a watermark embedding (with the victim, its cache key).
+
+    ``epochs`` counts passes over the victim's training data in SimCLR batches; each SimCLR batch
+    is followed by ``rotation_steps`` rotation batches of ``batch_size // classes`` images (every
+    image in all of its rotation classes) drawn from a ``fraction`` of that data.
+    """
+
+    task: str = "binary"
+    epochs: int = 5
+    fraction: float = 1.0
+    batch_size: int = 256
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    rotation_weight: float = 1.0
+    rotation_steps: int = 1
+    train_mlp: bool = True
+    hidden: tuple[int, ...] = (256, 128)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"Unknown rotation task {self.task!r}. Allowed: {', '.join(TASKS)}.")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}.")
+        for name in ("epochs", "batch_size", "rotation_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.batch_size < TASKS[self.task]:
+            raise ValueError(f"batch_size must be >= {TASKS[self.task]} for the {self.task} task.")
+        if self.rotation_weight <= 0:
+            raise ValueError(f"rotation_weight must be > 0, got {self.rotation_weight}.")
+        if not self.hidden or any(h <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}.")
+
+    @property
+    def classes(self) -> int:
+        return TASKS[self.task]
+
+
+class WatermarkMLP(nn.Module):
+    """The watermark head: MLP from the representation to rotation classes (official 512-256-128-2)."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128), classes: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for width in hidden:
+            layers += [nn.Linear(prev, width), nn.ReLU(inplace=True)]
+            prev = width
+        layers.append(nn.Linear(prev, classes))
+        self.net = nn.Sequential(*layers)
+        self.in_dim, self.classes = in_dim, classes
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass
+class WatermarkedVictim:
+    """A victim with its watermark: encoder, projection head, the watermark MLP and the record."""
+
+    base: VictimConfig
+    config: WatermarkConfig
+    encoder: nn.Module
+    head: nn.Module
+    mlp: WatermarkMLP
+    classes: tuple[str, ...] = ()
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def victim(self) -> Victim:
+        """As a :class:`Victim` (for an :class:`EncoderAPI`); ``config`` is the base victim's."""
+        return Victim(self.base, self.encoder, self.head, self.classes, {"watermark": self.record})
+
+
+# ---- rotations ---------------------------------------------------------------------------------
+
+def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image (N, C, H, W) counter-clockwise by its own angle (degrees), zero corners.
+
+    One batched ``affine_grid``/``grid_sample``; exact multiples of 90 degrees use ``rot90``.
+    """
+    x = to_float(images)
+    degrees = degrees.to(torch.float64).flatten()
+    if len(degrees) != len(x):
+        raise ValueError(f"One angle per image: got {len(degrees)} angles for {len(x)} images.")
+    quarter = torch.remainder(degrees, 360.0) / 90.0
+    if torch.all(quarter == quarter.round()) and x.shape[-1] == x.shape[-2]:
+        out = torch.empty_like(x)
+        k = quarter.round().long() % 4
+        for q in range(4):
+            sel = k == q
+            if sel.any():
+                out[sel] = torch.rot90(x[sel], q, dims=(-2, -1))
+        return out
+    rad = torch.deg2rad(degrees).float()
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    zero = torch.zeros_like(cos)
+    # affine_grid maps output (x right, y down) to input coordinates: R(theta) here turns the
+    # picture counter-clockwise on screen, as torchvision's rotate does.
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rotation_angles(labels: torch.Tensor, task: str, generator: torch.Generator) -> torch.Tensor:
+    """Angles for rotation-class ``labels``: binary, uniform in [180 * label, 180 * label + 180);
+    four-way, exactly 90 * label."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown rotation task {task!r}. Allowed: {', '.join(TASKS)}.")
+    if task == "binary":
+        return 180.0 * labels.double() + 180.0 * torch.rand(len(labels), generator=generator, dtype=torch.float64)
+    return 90.0 * labels.double()
+
+
+def rotation_batch(images: torch.Tensor, task: str, generator: torch.Generator,
+                   every_class: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotated copies and their labels. ``every_class``: each image once per class (training, as
+    the official binary task uses one copy per range); else one copy per image with balanced,
+    shuffled labels (evaluation: independent trials for a binomial confidence interval)."""
+    k = TASKS[task] if task in TASKS else 0
+    if not k:
+        raise ValueError(f"Unknown rotation task {task!r}. Allowed: {', '.join(TASKS)}.")
+    n = len(images)
+    if every_class:
+        x = images.repeat(k, 1, 1, 1)
+        labels = torch.arange(k).repeat_interleave(n)
+    else:
+        x = images
+        labels = torch.randperm(n, generator=generator) % k
+    return rotate(x, rotation_angles(labels, task, generator)), labels
+
+
+# ---- embedding ---------------------------------------------------------------------------------
+
+def fit_watermark(encoder: nn.Module, head: nn.Module, images: torch.Tensor, config: WatermarkConfig,
+                  temperature: float, device: str = "auto", progress: bool = True,
+                  ) -> tuple[nn.Module, nn.Module, WatermarkMLP, dict[str, Any]]:
+    """Fine-tune ``encoder`` + ``head`` with SimCLR batches on ``images`` alternating with rotation
+    batches through a new :class:`WatermarkMLP` (no cache). Works on trained or fresh modules
+    (fresh = embedding during training, the official schedule). Returns the modules on the CPU."""
+    gen = seed_everything(config.seed)
+    dev = resolve_device(device)
+    mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
+    encoder = encoder.to(dev, memory_format=torch.channels_last).train()
+    head, mlp = head.to(dev).train(), mlp.to(dev).train()
+    x = adapt(images, encoder.in_channels, encoder.input_size).to(dev)
+    wm_idx = torch.randperm(len(x), generator=gen)[:max(1, round(config.fraction * len(x)))]
+    params = list(encoder.parameters()) + list(head.parameters())
+    if config.train_mlp:
+        params += list(mlp.parameters())
+    else:
+        mlp.requires_grad_(False)
+    opt = make_optimizer(params, "adam", config.lr, config.weight_decay)
+    per_epoch = steps_per_epoch(len(x), config.batch_size)
+    sched = cosine_with_warmup(opt, (1 + config.rotation_steps) * per_epoch * config.epochs)
+    augment = Augment()
+    rot_images = max(1, config.batch_size // config.classes)
+    order, pos = torch.randperm(len(wm_idx), generator=gen), 0
+    simclr_curve, rotation_curve, rotation_acc = [], [], []
+    start = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=f"watermark ({config.task})", disable=not progress)
+    for _ in bar:
+        s_total, r_total, r_correct, r_seen, count = 0.0, 0.0, 0, 0, 0
+        for idx in shuffled_batches(len(x), config.batch_size, gen):
+            views = channels_last(torch.cat([augment(x[idx], gen), augment(x[idx], gen)]))
+            z = head(encoder(views))
+            loss = nt_xent(z[: len(idx)], z[len(idx):], temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            s_total += loss.item()
+            for _ in range(config.rotation_steps):
+                if pos + rot_images > len(order):
+                    order, pos = torch.randperm(len(wm_idx), generator=gen), 0
+                batch = x[wm_idx[order[pos:pos + rot_images]]]
+                pos += rot_images
+                rotated, labels = rotation_batch(batch.cpu(), config.task, gen)
+                logits = mlp(encoder(channels_last(rotated.to(dev))))
+                labels = labels.to(dev)
+                rloss = config.rotation_weight * F.cross_entropy(logits, labels)
+                opt.zero_grad(set_to_none=True)
+                rloss.backward()
+                opt.step()
+                sched.step()
+                r_total += rloss.item() / config.rotation_steps
+                r_correct += int((logits.argmax(1) == labels).sum())
+                r_seen += len(labels)
+            count += 1
+        simclr_curve.append(s_total / max(count, 1))
+        rotation_curve.append(r_total / max(count, 1))
+        rotation_acc.append(r_correct / max(r_seen, 1))
+        bar.set_postfix(simclr=f"{simclr_curve[-1]:.3f}", rotation=f"{rotation_acc[-1]:.3f}")
+    seconds = time.perf_counter() - start
+    encoder = encoder.to("cpu", memory_format=torch.contiguous_format).eval()
+    record = {"seconds": seconds, "simclr_loss": simclr_curve, "rotation_loss": rotation_curve,
+              "rotation_train_accuracy": rotation_acc, "watermark_images": len(wm_idx),
+              "threads": torch.get_num_threads(), "device": str(dev)}
+    return encoder, head.cpu().eval(), mlp.cpu().eval().requires_grad_(False), record
+
+
+def _watermark_key(victim: Victim, config: WatermarkConfig) -> dict[str, Any]:
+    return {"base": victim.config, "base_weights": module_fingerprint(victim.encoder, victim.head),
+            "watermark": config}
+
+
+def embed_watermark(victim: Victim, config: WatermarkConfig = WatermarkConfig(), cache: ResultCache | None = None,
+                    device: str = "auto", progress: bool = True) -> WatermarkedVictim:
+    """Fine-tune a trained SimCLR ``victim`` to carry the rotation watermark (cached).
+
+    The victim itself is not changed (a copy is fine-tuned on its own training data).
+    """
+    if victim.config.method != "simclr":
+        raise ValueError("embed_watermark fine-tunes a SimCLR victim (method='simclr'); got "
+                         f"{victim.config.method!r}.")
+    cache = cache if cache is not None else ResultCache()
+    data = victim_training_set(victim.config)
+    c, h, _ = data.shape
+    encoder, head = build_victim_modules(victim.config, c, h, max(data.num_classes, 1))
+    encoder.load_state_dict(victim.encoder.state_dict())
+    head.load_state_dict(victim.head.state_dict())
+    key = _watermark_key(victim, config)
+    hit = cache.get("watermarked_victim", key)
+    if hit is not None:
+        tensors, meta = hit
+        mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
+        load_flat_state({"encoder": encoder, "head": head, "mlp": mlp}, tensors)
+        return WatermarkedVictim(victim.config, config, encoder.eval(), head.eval(), mlp.eval().requires_grad_(False),
+                                 data.classes, meta.get("record", {}))
+    encoder, head, mlp, record = fit_watermark(encoder, head, data.images, config, victim.config.temperature,
+                                               device, progress)
+    cache.put("watermarked_victim", key, flat_state({"encoder": encoder, "head": head, "mlp": mlp}),
+              {"record": record})
+    return WatermarkedVictim(victim.config, config, encoder, head, mlp, data.classes, record)
+
+
+# ---- verification -----------------------------------------------------------------------------
+
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (fractions)."""
+    if n <= 0:
+        raise ValueError("wilson_interval needs n > 0.")
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class WatermarkScore:
+    """Watermark accuracy of one encoder (fraction) with its Wilson 95% interval."""
+
+    accuracy: float
+    correct: int
+    n: int
+    ci_low: float
+    ci_high: float
+
+
+@torch.no_grad()
+def watermark_accuracy(encoder: nn.Module, mlp: WatermarkMLP, images: ImageSet | torch.Tensor, task: str = "binary",
+                       seed: int = 0, batch_size: int = 512) -> WatermarkScore:
+    """Top-1 accuracy of the victim's frozen ``mlp`` on ``encoder``'s representations of rotated
+    ``images`` (one seeded rotation per image, balanced labels). No alignment is fitted."""
+    x = images.images if isinstance(images, ImageSet) else images
+    if len(x) == 0:
+        raise ValueError("watermark_accuracy needs at least one image.")
+    gen = torch.Generator().manual_seed(seed)
+    x = adapt(x, encoder.in_channels, getattr(encoder, "input_size", None))
+    rotated, labels = rotation_batch(x, task, gen, every_class=False)
+    feats = extract_features(encoder, rotated, batch_size)
+    if feats.shape[1] != mlp.in_dim:
+        raise ValueError(f"The suspect's representation has {feats.shape[1]} dimensions but the watermark MLP "
+                         f"takes {mlp.in_dim}; compare encoders of the victim's output size.")
+    mlp.eval()
+    pred = torch.cat([mlp(feats[s:s + batch_size]).argmax(1) for s in range(0, len(feats), batch_size)])
+    correct = int((pred == labels).sum())
+    low, high = wilson_interval(correct, len(labels))
+    return WatermarkScore(correct / len(labels), correct, len(labels), low, high)
+
+
+@dataclass(frozen=True)
+class OwnershipDecision:
+    """Outcome of :func:`ownership_test` (accuracies as fractions)."""
+
+    stolen: bool
+    p_value: float
+    threshold: float
+    statistic: float
+    reference_mean: float
+    reference_std: float
+    n_references: int
+    alpha: float
+    method: str
+
+
+def ownership_test(suspect: float, references: Sequence[float], alpha: float = 0.05, method: str = "prediction",
+                   n_images: int | None = None) -> OwnershipDecision:
+    """Is the ``suspect``'s watermark accuracy significantly above independent ``references``'?
+
+    Methods (all one-sided, all against the references, never against chance):
+
+    * ``"prediction"`` (default): is the suspect an outlier of the reference distribution? Under
+      H0 the suspect is one more independent model, so ``(a - mean) / (s * sqrt(1 + 1/n))``
+      follows Student's t with n - 1 degrees of freedom (the prediction-interval test). Its
+      false-positive rate for a new independent model is alpha.
+    * ``"mean"``: the one-sample t-test of the references with mean equal to the suspect's
+      accuracy (``scipy.stats.ttest_1samp(..., alternative="less")``). It tests whether the suspect
+      is above the references' *mean*; with few references it calls ordinary independent models
+      stolen far more often than alpha, hence not the default.
+    * ``"z"``: z-test ``(a - mean) / s`` with the references' mean and std taken as known.
+
+    ``s`` is floored at the binomial standard error of one accuracy measured on ``n_images``
+    (each reference's accuracy carries that noise), so identical references do not give s = 0.
+    ``threshold`` is the accuracy above which the suspect is called stolen at level ``alpha``.
+    """
+    if method not in TESTS:
+        raise ValueError(f"Unknown test {method!r}. Allowed: {', '.join(TESTS)}.")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
+    refs = np.asarray(references, dtype=float)
+    n = len(refs)
+    if n < 2:
+        raise ValueError(f"ownership_test needs at least 2 reference models, got {n}.")
+    mean, std = float(refs.mean()), float(refs.std(ddof=1))
+    if n_images:
+        std = max(std, math.sqrt(max(mean * (1 - mean), 1e-12) / n_images))
+    std = max(std, 1e-12)
+    if method == "prediction":
+        scale, dist = std * math.sqrt(1 + 1 / n), stats.t(n - 1)
+    elif method == "mean":
+        scale, dist = std / math.sqrt(n), stats.t(n - 1)
+    else:
+        scale, dist = std, stats.norm()
+    statistic = (suspect - mean) / scale
+    p_value = float(dist.sf(statistic))
+    threshold = mean + float(dist.ppf(1 - alpha)) * scale
+    return OwnershipDecision(bool(p_value < alpha), p_value, threshold, statistic, mean, std, n, alpha, method)
+
+
+def transferability_table(watermarked: WatermarkedVictim, suspects: Mapping[str, tuple[str, nn.Module]],
+                          references: Mapping[str, nn.Module], images: ImageSet | torch.Tensor,
+                          alpha: float = 0.05, method: str = "prediction", seed: int = 0,
+                          probe_splits: Mapping[str, ImageSet] | None = None) -> pd.DataFrame:
+    """One row per model: role, watermark accuracy (%), Wilson 95% interval, p-value, the
+    threshold (%) and the decision of :func:`ownership_test` against ``references``.
+
+    ``suspects`` maps a name to (role, encoder). References are listed too, each tested against
+    the other references (leave-one-out). With ``probe_splits`` a linear-probe accuracy column
+    (the downstream usefulness, and for the victim the watermark's cost) is added.
+    """
+    task = watermarked.config.task
+    ref_scores = {name: watermark_accuracy(enc, watermarked.mlp, images, task, seed) for name, enc in references.items()}
+    ref_acc = [s.accuracy for s in ref_scores.values()]
+    rows = []
+
+    def row(name: str, role: str, encoder: nn.Module, score: WatermarkScore, others: list[float], against: str):
+        r: dict[str, Any] = {"model": name, "role": role, "watermark_acc": 100 * score.accuracy,
+                             "ci_low": 100 * score.ci_low, "ci_high": 100 * score.ci_high}
+        if len(others) >= 2:
+            d = ownership_test(score.accuracy, others, alpha, method, score.n)
+            r |= {"p_value": d.p_value, "threshold": 100 * d.threshold, "stolen": d.stolen}
+        else:
+            r |= {"p_value": float("nan"), "threshold": float("nan"), "stolen": None}
+        r["tested_against"] = against
+        if probe_splits is not None:
+            r["probe"] = 100 * evaluate_encoder(encoder, dict(probe_splits)).accuracy
+        rows.append(r)
+
+    for name, (role, encoder) in suspects.items():
+        row(name, role, encoder, watermark_accuracy(encoder, watermarked.mlp, images, task, seed), ref_acc,
+            f"{len(ref_acc)} references")
+    for name, encoder in references.items():
+        others = [s.accuracy for k, s in ref_scores.items() if k != name]
+        row(name, "reference", encoder, ref_scores[name], others, f"{len(others)} other references")
+    return pd.DataFrame(rows).set_index("model")
+
+
+def build_transferability(watermarked: WatermarkedVictim, splits: Mapping[str, ImageSet],
+                          steal_configs: Mapping[str, Any], budgets: Sequence[int] = (500, 2000),
+                          reference_seeds: Sequence[int] = (1, 2, 3), reference_epochs: int | None = None,
+                          other_data: Sequence[VictimConfig] = (), original: Victim | None = None,
+                          control_steal: str | None = None, eval_role: str = "probe_test", alpha: float = 0.05,
+                          method: str = "prediction", probe: bool = True, cache: ResultCache | None = None,
+                          progress: bool = False) -> pd.DataFrame:
+    """Train/load everything and build the transferability table (NOTES 7).
+
+    Rows: the watermarked victim; stolen copies of it (each of ``steal_configs`` x ``budgets``
+    queries, the first images of ``splits["query"]``); independent SimCLR references trained on
+    the victim's data with ``reference_seeds`` (``reference_epochs`` if given, else the victim's);
+    models trained on ``other_data``; optionally the ``original`` victim before watermarking
+    (same lineage: not independent) and a copy stolen with ``control_steal`` from the first
+    reference (stealing an unwatermarked model should not carry the watermark). Watermark
+    accuracy is measured on ``splits[eval_role]``.
+    """
+    from encsteal.attack import steal  # local import: attack does not depend on watermarking
+
+    cache = cache if cache is not None else ResultCache()
+    base = watermarked.base
+    api = EncoderAPI(watermarked.encoder, watermarked.head)
+    suspects: dict[str, tuple[str, nn.Module]] = {"watermarked victim": ("victim", watermarked.encoder)}
+    if original is not None:
+        suspects["victim before watermarking"] = ("same lineage", original.encoder)
+    queries = splits["query"]
+    for loss, cfg in steal_configs.items():
+        for b in budgets:
+            if b > len(queries):
+                raise ValueError(f"Budget {b} exceeds the {len(queries)} query images.")
+            res = steal(api, queries.subset(torch.arange(b)), cfg, user=f"attacker-{loss}-{b}", cache=cache,
+                        progress=progress)
+            suspects[f"stolen {loss}, {b} queries"] = ("stolen", res.encoder)
+    references: dict[str, nn.Module] = {}
+    ref_victims = []
+    for s in reference_seeds:
+        cfg = replace(base, seed=s, epochs=reference_epochs or base.epochs)
+        v = train_victim(cfg, cache, progress=progress)
+        ref_victims.append(v)
+        references[f"independent seed {s} ({cfg.epochs} ep)"] = v.encoder
+    for cfg in other_data:
+        v = train_victim(cfg, cache, progress=progress)
+        suspects[f"independent on {cfg.dataset} ({cfg.num_train} imgs, seed {cfg.seed})"] = ("other data", v.encoder)
+    if control_steal is not None and ref_victims:
+        ref_api = EncoderAPI(ref_victims[0].encoder, ref_victims[0].head)
+        b = max(budgets)
+        res = steal(ref_api, queries.subset(torch.arange(b)), steal_configs[control_steal], cache=cache,
+                    progress=progress)
+        suspects[f"stolen {control_steal} from independent seed {reference_seeds[0]}, {b} queries"] = (
+            "stolen from independent", res.encoder)
+    torch.manual_seed(base.seed + 1000)
+    c, h, _ = splits[eval_role].shape
+    random_encoder, _ = build_victim_modules(base, c, h, 10)
+    suspects["random init"] = ("random", random_encoder.eval())
+    return transferability_table(watermarked, suspects, references, splits[eval_role], alpha, method,
+                                 probe_splits=splits if probe else None)
