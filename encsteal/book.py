@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False) -> list[P
 
     params = load_profile(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the rendered pages
     done = []
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         target = out_dir / notebook.name
@@ -70,8 +72,10 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False) -> list[P
         start = time.perf_counter()
         print(f"[book] executing {notebook.name} with profile {profile!r}")
         tmp = target.with_suffix(".running.ipynb")
+        declared = papermill.inspect_notebook(str(notebook))
+        chapter_params = {k: v for k, v in params.items() if k in declared}
         try:
-            papermill.execute_notebook(str(notebook), str(tmp), parameters=params, cwd=str(ROOT / "notebooks"),
+            papermill.execute_notebook(str(notebook), str(tmp), parameters=chapter_params, cwd=str(ROOT / "notebooks"),
                                        kernel_name="python3", progress_bar=False)
         except Exception:
             print(f"[book] {notebook.name} failed; the partial copy is {tmp}", file=sys.stderr)

@@ -114,7 +114,7 @@ def tradeoff_table(victim: Victim, splits: Mapping[str, ImageSet], defense_name:
     cache = cache if cache is not None else ResultCache()
     params = dict(base_params or {})
     if relative and "reference_std" in DEFENSE_PARAMS[defense_name] and "reference_std" not in params:
-        params["reference_std"] = round(float(victim_output_std(victim)), 6)
+        params["reference_std"] = float(f"{float(victim_output_std(victim)):.6g}")  # stable repr
     queries = splits[query_role]
     rows = []
     for strength in strengths:

@@ -330,9 +330,12 @@ def wrap_ddp(module: nn.Module, device: torch.device, sync_bn: bool = True) -> n
     if not info().enabled:
         return module
     if sync_bn:
-        module = convert_sync_batchnorm(module, device)
+        group = dist.new_group(backend="gloo") if device.type == "cpu" else None
+        module = convert_sync_batchnorm(module, device, group)
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=not sync_bn)
+    # With synchronised batch norm every rank has the same running statistics: no need to
+    # broadcast buffers before each forward pass.
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=not sync_bn)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

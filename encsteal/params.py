@@ -16,7 +16,9 @@ from encsteal.victims import VictimConfig
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-LIST_KEYS = ("budgets", "losses", "seeds", "query_sets", "downstream_sets")
+LIST_KEYS = ("budgets", "losses", "seeds", "query_sets", "downstream_sets", "leak_budgets", "imagenet_budgets",
+             "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses", "curve_losses", "strengths",
+             "defense_losses", "reference_seeds")
 POSITIVE_INT_KEYS = ("victim_num_train", "victim_epochs", "steal_epochs", "probe_train", "probe_val",
                      "probe_test", "few_label_per_class", "threads")
 
@@ -26,7 +28,8 @@ PARAMETER_NAMES = frozenset({
     "victim_temperature", "victim_lr", "victim_seed", "probe_train", "probe_val", "probe_test",
     "few_label_per_class", "query_sets", "downstream_sets", "losses", "seeds", "budget", "budgets",
     "steal_epochs", "curve_losses", "price_per_1k", "image_size", "strengths", "defense_losses",
-    "watermark_epochs", "reference_seeds", "gpu_price_per_hour", "cpu_price_per_hour",
+    "watermark_epochs", "reference_seeds", "gpu_price_per_hour", "cpu_price_per_hour", "leak_budgets",
+    "imagenet_budgets", "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses",
 })
 
 
@@ -55,14 +58,15 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("victim_dataset",):
         if key in p and p[key] not in DATASETS:
             _fail(key, p[key], f"Known data sets: {', '.join(DATASETS)}.")
-    for key in ("query_sets", "downstream_sets"):
+    for key in ("query_sets", "downstream_sets", "imagenet_query_sets", "imagenet_downstream_sets"):
         for name in p.get(key, []):
             if name not in DATASETS:
                 _fail(key, name, f"Known data sets: {', '.join(DATASETS)}.")
-    for loss in [*p.get("losses", []), *p.get("curve_losses", []), *p.get("defense_losses", [])]:
+    for loss in [*p.get("losses", []), *p.get("curve_losses", []), *p.get("defense_losses", []),
+                 *p.get("imagenet_losses", [])]:
         if loss not in LOSSES:
             _fail("losses", loss, f"Known losses: {', '.join(LOSSES)}.")
-    for budget in p.get("budgets", []):
+    for budget in [*p.get("budgets", []), *p.get("leak_budgets", []), *p.get("imagenet_budgets", [])]:
         if not isinstance(budget, int) or budget <= 0:
             _fail("budgets", budget, "Each budget is a positive number of queries.")
     if "budget" in p and (not isinstance(p["budget"], int) or p["budget"] <= 0):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt
+from encsteal.runtime import channels_last
 
 DEFAULT_CS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 
@@ -55,7 +56,7 @@ def extract_features(
     starts = range(0, len(x), batch_size)
     for s in tqdm(starts, desc="features", disable=not progress, leave=False):
         batch = adapt(x[s:s + batch_size], encoder.in_channels, getattr(encoder, "input_size", None))
-        chunks.append(encoder(batch.to(device)).float().cpu())
+        chunks.append(encoder(channels_last(batch.to(device))).float().cpu())
     encoder.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, encoder.rep_dim)
 

@@ -25,14 +25,25 @@ from encsteal.attack import StealConfig, steal
 from encsteal.cache import ResultCache
 from encsteal.data import load
 from encsteal.models import SmallConvNet
+from encsteal.runtime import RunOptions
 from encsteal.victims import VictimConfig, fit_victim
 
+# SGD, not Adam: Adam divides each gradient entry by its own magnitude, so entries that are
+# ~0 up to float rounding (which differs between one process and two) get steps of +-lr and the
+# runs drift apart for reasons that have nothing to do with DDP. SGD keeps the comparison tight.
 # 96 images, global batch 32 (16 per process): 3 steps per epoch, 2 epochs.
-VICTIM = VictimConfig(dataset="mnist5k", num_train=96, epochs=2, batch_size=32, lr=1e-3)
+VICTIM = VictimConfig(dataset="mnist5k", num_train=96, epochs=2, batch_size=32, optimizer="sgd", lr=0.01)
 # InfoNCE couples the batch (negatives), stolen_only augments on the stolen side, and 70 queries
 # at batch 32 leave a last batch of 6 (split 3 + 3) that checks uneven global batches.
 STEAL = StealConfig(loss="infonce", loss_params={"temperature": 0.1}, epochs=2, batch_size=32,
-                    augment="stolen_only", lr=1e-3)
+                    augment="stolen_only", optimizer="sgd", lr=0.01)
+
+
+# Contiguous layout: on this CPU, channels-last and contiguous convolutions (and the batch sizes
+# of one vs two processes) round differently, and batch norm's backward pass turns that into
+# gradient differences of up to ~0.5% in early layers (measured: one process, channels-last vs
+# contiguous, same batch). The contiguous kernels keep one and two processes within 1e-6 per step.
+OPTIONS = RunOptions(device="cpu", channels_last=False)
 
 
 def _data():
@@ -45,9 +56,9 @@ def _victim_encoder():
 
 
 def _run_both(out: Path) -> dict:
-    victim = fit_victim(VICTIM, _data(), device="cpu", progress=False)
+    victim = fit_victim(VICTIM, _data(), progress=False, options=OPTIONS)
     stolen = steal(EncoderAPI(_victim_encoder()), _data().subset(torch.arange(70)), STEAL,
-                   cache=ResultCache(enabled=False), device="cpu", progress=False)
+                   cache=ResultCache(enabled=False), progress=False, options=OPTIONS)
     return {"victim": {f"encoder.{k}": v for k, v in victim.encoder.state_dict().items()}
             | {f"head.{k}": v for k, v in victim.head.state_dict().items()},
             "victim_curve": victim.record["loss_curve"],
@@ -92,13 +103,14 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     single = _run_both(tmp_path)
     assert ddp["queries"] == single["queries"] == 70  # every query counted once, over both ranks
     assert ddp["images"] == single["images"]
-    assert ddp["victim_curve"] == pytest.approx(single["victim_curve"], rel=1e-4)
-    assert ddp["stolen_curve"] == pytest.approx(single["stolen_curve"], rel=1e-4)
-    _close(ddp["victim"], single["victim"], atol=1e-4)
-    _close(ddp["stolen"], single["stolen"], atol=1e-4)
-    # and the runs did train: the parameters moved away from their initialisation
-    torch.manual_seed(VICTIM.seed)
-    assert single["victim_curve"][0] != single["victim_curve"][-1]
+    # Measured: largest parameter difference ~8e-5 (victim) and ~5e-4 (stolen) after 6 SGD steps,
+    # the float noise of the first step grown by training. With batch norm not synchronised the
+    # same runs differ by ~0.1 and ~0.02, so the tolerances below separate right from wrong.
+    assert ddp["victim_curve"] == pytest.approx(single["victim_curve"], rel=2e-4)
+    assert ddp["stolen_curve"] == pytest.approx(single["stolen_curve"], rel=2e-4)
+    _close(ddp["victim"], single["victim"], atol=1e-3)
+    _close(ddp["stolen"], single["stolen"], atol=3e-3)
+    assert single["victim_curve"][-1] < single["victim_curve"][0]  # and they did train
 
 
 def test_shards_cover_each_global_batch():

@@ -114,25 +114,34 @@ def load_digits(split: str) -> ImageSet:
     return ImageSet("digits", images, labels, DIGIT_CLASSES)
 
 
-def _photos() -> list[torch.Tensor]:
-    """The RGB photos shipped by scikit-image and scikit-learn, as float (3, H, W) in [0, 1]."""
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+                  "colorwheel", "retina", "cat", "motorcycle_left", "motorcycle_right")
+
+
+@lru_cache(maxsize=1)
+def _named_photos() -> tuple[tuple[str, torch.Tensor], ...]:
+    """(name, float (3, H, W) in [0, 1]) for each RGB photo scikit-image and scikit-learn ship
+    that loads offline (those that scikit-image would download are skipped)."""
     from skimage import data as skdata
     from sklearn.datasets import load_sample_images
 
-    names = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-             "colorwheel", "retina", "cat", "motorcycle_left", "motorcycle_right")
-    arrays = []
-    for name in names:
-        loader = getattr(skdata, name, None)
-        if loader is None:
+    named = []
+    for name in SKIMAGE_PHOTOS:
+        try:
+            img = getattr(skdata, name)()
+        except Exception:  # not in this scikit-image, or needs a download
             continue
-        img = loader()
         if isinstance(img, tuple):  # stereo pairs return (left, right, disparity)
             img = img[0]
         if img.ndim == 3 and img.shape[2] >= 3:
-            arrays.append(img[..., :3])
-    arrays.extend(load_sample_images().images)
-    return [torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0 for a in arrays]
+            named.append((name, img[..., :3]))
+    sample = load_sample_images()
+    named += [(fn.rsplit("/", 1)[-1].split(".")[0], img) for fn, img in zip(sample.filenames, sample.images)]
+    return tuple((n, torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0) for n, a in named)
+
+
+def _photos() -> tuple[torch.Tensor, ...]:
+    return tuple(t for _, t in _named_photos())
 
 
 def build_mnistm(digits: torch.Tensor, seed: int = MNISTM_SEED, size: int = 32) -> torch.Tensor:
@@ -163,6 +172,41 @@ def build_mnistm(digits: torch.Tensor, seed: int = MNISTM_SEED, size: int = 32) 
 def _mnistm_all() -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = _mnist5k_all()
     return build_mnistm(images), labels
+
+
+PHOTOCROP_SEED = 7
+PHOTOCROPS_PER_PHOTO = {"train": 300, "test": 100}
+PHOTO_TRAIN_FRACTION = 0.75
+
+
+@lru_cache(maxsize=2)
+def _photocrops(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    photos = _photos()
+    gen = torch.Generator().manual_seed(PHOTOCROP_SEED + (split == "test"))
+    images, labels = [], []
+    for label, photo in enumerate(photos):
+        _, h, w = photo.shape
+        cut = int(h * PHOTO_TRAIN_FRACTION)
+        region = photo[:, :cut] if split == "train" else photo[:, cut:]
+        rh = region.shape[1]
+        for _ in range(PHOTOCROPS_PER_PHOTO[split]):
+            side = int(torch.randint(16, max(17, min(rh, w, 128) + 1), (1,), generator=gen))
+            top = int(torch.randint(rh - side + 1, (1,), generator=gen))
+            left = int(torch.randint(w - side + 1, (1,), generator=gen))
+            crop = region[:, top:top + side, left:left + side].unsqueeze(0)
+            images.append(F.interpolate(crop, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[0])
+            labels.append(label)
+    x = (torch.stack(images) * 255).round().clamp_(0, 255).to(torch.uint8)
+    return x, torch.tensor(labels)
+
+
+def load_photocrops(split: str) -> ImageSet:
+    """Natural-photo crops: 32x32 RGB crops of the photos that scikit-image and scikit-learn ship,
+    labelled by the photo they come from. Training crops come from the top 75% of each photo,
+    test crops from the bottom 25%, so no pixel is shared. A small natural-image task on which
+    an ImageNet encoder should matter (300 / 100 crops per photo)."""
+    images, labels = _photocrops(split)
+    return ImageSet("photocrops", images, labels, tuple(n for n, _ in _named_photos()))
 
 
 def load_mnistm(split: str) -> ImageSet:

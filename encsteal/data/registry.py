@@ -6,9 +6,9 @@ import os
 
 from encsteal.data.imageset import ImageSet
 from encsteal.data.paper import PAPER_SETS, load_paper_set
-from encsteal.data.quick import load_digits, load_fmnist, load_mnist5k, load_mnistm
+from encsteal.data.quick import load_digits, load_fmnist, load_mnist5k, load_mnistm, load_photocrops
 
-QUICK_SETS: tuple[str, ...] = ("fmnist", "mnist5k", "mnistm", "digits")
+QUICK_SETS: tuple[str, ...] = ("fmnist", "mnist5k", "mnistm", "digits", "photocrops")
 DATASETS: tuple[str, ...] = tuple(sorted(set(QUICK_SETS) | set(PAPER_SETS)))
 QUICK_SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -42,7 +42,9 @@ def load(
             raise TypeError(f"{name!r} takes no options; got {sorted(options)}.")
         if name == "fmnist":
             return load_fmnist(split, root, download)
-        return {"mnist5k": load_mnist5k, "mnistm": load_mnistm, "digits": load_digits}[name](split)
+        loaders = {"mnist5k": load_mnist5k, "mnistm": load_mnistm, "digits": load_digits,
+                   "photocrops": load_photocrops}
+        return loaders[name](split)
     return load_paper_set(name, split, root=_paper_root(root), download=download, **options)  # type: ignore[arg-type]
 
 

@@ -36,3 +36,11 @@ def adapt(images: torch.Tensor, channels: int, size: int | None) -> torch.Tensor
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.contiguous()
+
+
+def adapt_imageset(data: "ImageSet", channels: int, size: int | None) -> "ImageSet":
+    """An ImageSet with its images adapted (channels, size) and stored as uint8 again."""
+    from encsteal.data.imageset import ImageSet
+
+    x = (adapt(data.images, channels, size) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return ImageSet(data.name, x, data.labels, data.classes)

@@ -9,16 +9,17 @@ from encsteal.data.quick import build_mnistm
 
 
 @pytest.mark.parametrize(
-    "name, shape, n_train, n_test",
-    [("fmnist", (1, 28, 28), 60000, 10000), ("mnist5k", (1, 28, 28), 4000, 1000),
-     ("digits", (1, 8, 8), 1438, 359), ("mnistm", (3, 32, 32), 4000, 1000)],
+    "name, shape, n_train, n_test, classes",
+    [("fmnist", (1, 28, 28), 60000, 10000, 10), ("mnist5k", (1, 28, 28), 4000, 1000, 10),
+     ("digits", (1, 8, 8), 1438, 359, 10), ("mnistm", (3, 32, 32), 4000, 1000, 10),
+     ("photocrops", (3, 32, 32), 3300, 1100, 11)],
 )
-def test_quick_set_shapes_and_labels(name, shape, n_train, n_test):
+def test_quick_set_shapes_and_labels(name, shape, n_train, n_test, classes):
     train, test = load(name, "train"), load(name, "test")
     assert (len(train), len(test)) == (n_train, n_test)
     assert train.shape == shape and train.images.dtype == torch.uint8
-    assert train.num_classes == 10
-    assert set(train.labels.tolist()) == set(range(10))
+    assert train.num_classes == classes
+    assert set(train.labels.tolist()) == set(range(classes)) == set(test.labels.tolist())
 
 
 def test_fixed_splits_do_not_overlap_and_are_stable():

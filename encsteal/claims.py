@@ -1,0 +1,112 @@
+"""The paper's claims, each judged by code from the numbers the chapters measured.
+
+Every ``judge_*`` function takes a chapter's saved results (``encsteal.notebook.save_results``)
+and returns a :class:`Verdict`. Thresholds are stated in each docstring and in the book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+CONTRASTIVE = ("infonce", "softnn")
+LABEL_FREE = ("mse", "infonce", "softnn", "wasserstein", "barlow")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    evidence: str
+    verdict: str  # "reproduced", "partly reproduced", "not reproduced", "not evaluated"
+
+
+def _means(results: Mapping[str, Any], metric: str) -> pd.Series:
+    table = pd.DataFrame(results["means"])
+    return table.groupby("loss")[metric].mean()
+
+
+def judge_losses(results: Mapping[str, Any], metric: str = "few_label") -> Verdict:
+    """Contrastive losses steal best and Barlow worst: the best label-free loss (mean over query
+    sets and downstream tasks) is contrastive, and Barlow Twins (correct pairing) is the worst."""
+    claim = "Contrastive losses (InfoNCE, SoftNN) steal best and Barlow Twins worst."
+    m = _means(results, metric)
+    free = m[[l for l in LABEL_FREE if l in m.index]].sort_values(ascending=False)
+    best_contrastive = free.index[0] in CONTRASTIVE
+    barlow_worst = free.index[-1] == "barlow"
+    evidence = (f"{metric} mean over query sets and tasks: " + ", ".join(f"{k} {v:.1f}" for k, v in free.items())
+                + (f"; official Barlow pairing {m['barlow_official']:.1f}" if "barlow_official" in m else ""))
+    verdict = ("reproduced" if best_contrastive and barlow_worst else
+               "partly reproduced" if best_contrastive or barlow_worst else "not reproduced")
+    return Verdict(claim, evidence, verdict)
+
+
+def judge_few_queries(results: Mapping[str, Any], victim_probe: float, num_train: int,
+                      threshold: float = 0.95) -> Verdict:
+    """Stealing with under a fifth of the victim's training-set size in queries gets close: the
+    best label-free copy keeps at least ``threshold`` of the victim's probe accuracy."""
+    claim = "Stealing with fewer queries than a fifth of the victim's training set gets close to the victim."
+    budget = int(results["budget"])
+    m = _means(results, "probe")
+    free = m[[l for l in LABEL_FREE if l in m.index]]
+    ratio = free.max() / victim_probe
+    evidence = (f"{budget} queries = {budget / num_train:.0%} of {num_train} training images; best label-free copy "
+                f"({free.idxmax()}) {free.max():.1f} % vs victim {victim_probe:.1f} % = {ratio:.1%} (threshold "
+                f"{threshold:.0%})")
+    ok = budget < num_train / 5 and ratio >= threshold
+    return Verdict(claim, evidence, "reproduced" if ok else "not reproduced")
+
+
+def judge_leakage(results: Mapping[str, Any]) -> Verdict:
+    """SSL APIs leak more per query: at the largest budget, the copy trained on representations
+    beats the one trained on probabilities, which beats the one trained on labels (transfer task,
+    few-label probe)."""
+    claim = "Self-supervised APIs (representations) leak more per query than supervised APIs (labels, scores)."
+    v = results["values"]
+    order = [("representations", v["repr_few"]), ("probabilities", v["prob_few"]), ("labels", v["label_few"])]
+    evidence = (f"{int(v['budget'])} queries, {results.get('transfer_task', 'transfer task')} few-label probe: "
+                + ", ".join(f"{k} {x:.1f} %" for k, x in order))
+    strict = order[0][1] > order[1][1] > order[2][1]
+    partly = order[0][1] > max(order[1][1], order[2][1])
+    return Verdict(claim, evidence, "reproduced" if strict else "partly reproduced" if partly else "not reproduced")
+
+
+def judge_cost(results: Mapping[str, Any], factor: float = 10.0) -> Verdict:
+    """Stealing costs far less than training: training costs at least ``factor`` times more than
+    stealing at the chapter's prices."""
+    claim = "Stealing an encoder costs far less than training it."
+    v = results["values"]
+    ratio = v["train_usd"] / max(v["steal_usd"], 1e-12)
+    evidence = (f"at {v['cpu_price_per_hour']:.2f} USD/CPU-hour and {v['price_per_1k']:.2f} USD per 1,000 queries: "
+                f"training {v['train_usd']:.4f} USD, stealing {v['steal_usd']:.4f} USD (ratio {ratio:.2f}); "
+                f"break-even API price {v['breakeven']:.3f} USD per 1,000")
+    verdict = "reproduced" if ratio >= factor else "partly reproduced" if ratio > 1 else "not reproduced"
+    return Verdict(claim, evidence, verdict)
+
+
+def not_evaluated(claim: str, why: str) -> Verdict:
+    return Verdict(claim, why, "not evaluated")
+
+
+def judge_all(load: Callable[[str], Mapping[str, Any]]) -> pd.DataFrame:
+    """Every claim, with whatever chapters have results (``load(chapter)`` raises if missing)."""
+    verdicts = []
+
+    def attempt(chapter: str, claim: str, fn: Callable[[Mapping[str, Any]], Verdict]) -> None:
+        try:
+            verdicts.append(fn(load(chapter)))
+        except FileNotFoundError as err:
+            verdicts.append(not_evaluated(claim, str(err)))
+
+    attempt("losses", "Contrastive losses steal best and Barlow worst.", judge_losses)
+    attempt("losses", "Few queries get close.", lambda r: judge_few_queries(
+        r, r["values"]["victim_probe"], int(r.get("victim_num_train", 10_000))))
+    attempt("api_cost", "SSL APIs leak more per query.", judge_leakage)
+    attempt("defenses", "Perturbation defenses hurt legitimate users as much as attackers.",
+            lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]))
+    attempt("watermark", "The watermark transfers to stolen copies only.",
+            lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]))
+    attempt("api_cost", "Stealing costs far less than training.", judge_cost)
+    return pd.DataFrame([v.__dict__ for v in verdicts])
