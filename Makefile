@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv data test book book-html bench clean-book
+.PHONY: venv data test book bench ship clean-book
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ bench: venv data
 
 clean-book:
 	rm -rf _build book/chapters
+
+ship: venv data
+	$(PY) -m encsteal.ship --retrain

@@ -21,6 +21,7 @@ supervised-learning baseline at an equal number of queries.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -181,7 +182,7 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
                                  f"{remaining} of its budget of {api.budget} left; lower the number of "
                                  "images, views or epochs.")
     c, size = images.shape[1], input_size or images.shape[-1]
-    key = {"api": api.describe(), "queries": tensor_fingerprint(images), "config": config,
+    key = {"api": api.describe(), "queries": stream_fingerprint(images), "config": config,
            "labels": None if query_labels is None else tensor_fingerprint(query_labels),
            "input_size": size, "user": user, "history_before": api.queries(user)}
     tag = options.cache_tag() if options is not None else None
@@ -210,6 +211,19 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
     return result
 
 
+def stream_fingerprint(images: torch.Tensor, rows: int = 4096) -> str:
+    """:func:`~encsteal.cache.tensor_fingerprint` of ``images`` (the same digest), read in chunks of
+    rows without a full copy, so that a memory-mapped ImageNet query set of tens of GB can be
+    fingerprinted."""
+    if images.device.type != "cpu" or not images.is_contiguous():
+        return tensor_fingerprint(images)
+    digest = hashlib.sha256()
+    digest.update(f"{tuple(images.shape)}{images.dtype}".encode())
+    for s in range(0, len(images), rows):
+        digest.update(images[s:s + rows].detach().numpy())
+    return digest.hexdigest()[:20]
+
+
 class _StealNet(nn.Module):
     """The stolen encoder (+ the classifier for a supervised API) as one module (what DDP wraps)."""
 
@@ -228,7 +242,8 @@ def _answer_all(api: EncoderAPI, sent: torch.Tensor, c: int, size: int, user: st
     each process sends its contiguous share and the answers are gathered in order."""
     d = dist_info()
     lo, hi = shard_bounds(len(sent), d.rank, d.world_size)
-    answers = [api.query(adapt(sent[s:min(s + chunk, hi)], c, size), user) for s in range(lo, hi, chunk)]
+    answers = [api.query(adapt(sent[s:min(s + chunk, hi)].to(api.device), c, size), user)
+               for s in range(lo, hi, chunk)]
     mine = torch.cat(answers) if answers else torch.empty(0, api.output_dim)
     if not d.enabled:
         return mine

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -36,6 +37,13 @@ def source_hash(notebook: Path, params: dict) -> str:
     return digest.hexdigest()
 
 
+def _literal(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def load_profile(profile: str) -> dict:
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}. Allowed: {', '.join(PROFILES)}.")
@@ -43,12 +51,22 @@ def load_profile(profile: str) -> dict:
     return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
 
 
-def hide_injected_parameters(path: Path, stamp: str) -> None:
+def prepare_for_rendering(path: Path, stamp: str, profile: str, effective: dict) -> None:
+    """Show one parameters cell with the values this build used, hide the injected cell, and fold
+    the other code cells (readers can expand them)."""
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
+        if cell["cell_type"] != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags:
             tags.append("remove-cell")
+        elif "parameters" in tags:
+            lines = [f"# parameters of this build (profile {profile!r}; change them with papermill -f/-p)"]
+            lines += [f"{k} = {v!r}" for k, v in effective.items()]
+            cell["source"] = "\n".join(lines)
+        else:
+            tags.append("hide-input")
     nb["metadata"]["encsteal_source_hash"] = stamp
     path.write_text(json.dumps(nb, indent=1))
 
@@ -81,7 +99,8 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False) -> list[P
             print(f"[book] {notebook.name} failed; the partial copy is {tmp}", file=sys.stderr)
             raise
         tmp.replace(target)
-        hide_injected_parameters(target, stamp)
+        effective = {name: chapter_params.get(name, _literal(info["default"])) for name, info in declared.items()}
+        prepare_for_rendering(target, stamp, profile, effective)
         print(f"[book] {notebook.name}: {time.perf_counter() - start:.0f} s")
         done.append(target)
     return done

@@ -96,7 +96,6 @@ def _close(a: dict, b: dict, atol: float) -> float:
     return worst
 
 
-@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)

@@ -1,0 +1,92 @@
+"""Support for the book tests: a smoke build, a local HTTP server and a headless-Chromium check."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import re
+import shutil
+import socketserver
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+CHECK_PAGE = """<!doctype html><html><body><pre id="result">pending</pre><script>
+const pages = %s;
+const out = {};
+function check(i) {
+  if (i >= pages.length) { document.getElementById('result').textContent = JSON.stringify(out); return; }
+  const frame = document.createElement('iframe');
+  frame.style.width = '1200px'; frame.style.height = '900px';
+  frame.onload = () => setTimeout(() => {
+    const doc = frame.contentDocument, win = frame.contentWindow;
+    const imgs = Array.from(doc.images);
+    const failed = win.performance.getEntriesByType('resource').concat(win.performance.getEntriesByType('navigation'))
+      .filter(e => e.responseStatus && e.responseStatus >= 400).map(e => e.name);
+    const external = win.performance.getEntriesByType('resource')
+      .filter(e => !e.name.startsWith(location.origin)).map(e => e.name);
+    out[pages[i]] = {title: doc.title, images: imgs.length,
+      empty_images: imgs.filter(im => !im.complete || im.naturalWidth === 0).map(im => im.src),
+      failed: failed, external: external, tables: doc.querySelectorAll('table').length};
+    frame.remove(); check(i + 1);
+  }, 500);
+  frame.src = pages[i];
+  document.body.appendChild(frame);
+}
+check(0);
+</script></body></html>"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` on 127.0.0.1 (a free port) for the duration of the block."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with socketserver.TCPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            httpd.shutdown()
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_check(pages: list[str], profile_dir: Path) -> dict:
+    """Open every page in headless Chromium; per page: images, empty images, failed and external
+    resource loads, number of tables."""
+    check = HTML / "__browser_check.html"
+    check.write_text(CHECK_PAGE % json.dumps(pages))
+    try:
+        with serve(HTML) as base:
+            proc = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
+                                   "--virtual-time-budget=30000", "--dump-dom", f"{base}/{check.name}"],
+                                  capture_output=True, text=True, timeout=180)
+    finally:
+        check.unlink(missing_ok=True)
+    match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
+    assert match, f"no result from Chromium: {proc.stderr[-2000:]}"
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def screenshot(page: str, out: Path, profile_dir: Path) -> Path:
+    with serve(HTML) as base:
+        subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--window-size=1280,2200",
+                        f"--screenshot={out}", f"{base}/{page}"], capture_output=True, timeout=120, check=True)
+    return out

@@ -1,0 +1,45 @@
+"""The book: a smoke build renders every chapter with its table and figure, and a real browser
+opens each page without a missing resource or an empty figure. Slow (minutes): marked ``book``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.book_support import HTML, ROOT, browser_check, chromium
+
+pytestmark = pytest.mark.book
+CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "06_claims", "07_performance"]
+
+
+@pytest.fixture(scope="module")
+def smoke_book():
+    subprocess.run([sys.executable, "-m", "encsteal.book", "--profile", "smoke"], cwd=ROOT, check=True)
+    return HTML
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page_has_table_and_figure(smoke_book, chapter):
+    page = smoke_book / "book" / "chapters" / f"{chapter}.html"
+    html = page.read_text()
+    assert "<table" in html, f"{chapter}: no table"
+    if chapter != "06_claims":  # the claims page is a table only
+        assert "<img" in html and ".png" in html, f"{chapter}: no figure"
+    assert "injected-parameters" not in html or "remove-cell" in html
+
+
+def test_pages_open_in_a_real_browser(smoke_book, tmp_path):
+    if chromium() is None:
+        pytest.fail("Chromium is missing: `apt-get install chromium` (the CI script installs it).")
+    pages = ["book/intro.html"] + [f"book/chapters/{c}.html" for c in CHAPTERS] + ["book/bibliography.html"]
+    report = browser_check(pages, tmp_path / "profile")
+    assert set(report) == set(pages)
+    for page, info in report.items():
+        assert not info["failed"], f"{page}: resources failed to load: {info['failed']}"
+        assert not info["external"], f"{page}: loads from outside the book (not offline): {info['external']}"
+        assert not info["empty_images"], f"{page}: empty figures: {info['empty_images']}"
+    for chapter in CHAPTERS[:3]:
+        info = report[f"book/chapters/{chapter}.html"]
+        assert info["images"] >= 1 and info["tables"] >= 1, (chapter, info)
