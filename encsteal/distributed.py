@@ -73,12 +73,16 @@ def is_main() -> bool:
     return info().is_main
 
 
-def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> DistInfo:
+def init_from_env(backend: str | None = None, timeout_s: float | None = None) -> DistInfo:
     """Join the process group that ``torchrun`` describes in the environment.
 
     With ``WORLD_SIZE`` unset or 1 nothing is initialised (a plain single-process run).
-    ``backend`` defaults to NCCL when CUDA is available, else gloo (CPU).
+    ``backend`` defaults to NCCL when CUDA is available, else gloo (CPU). ``timeout_s`` (default
+    ``$ENCSTEAL_DIST_TIMEOUT`` or 3 hours) bounds how long processes wait for each other, e.g.
+    while rank 0 decodes an ImageNet subset once (``python -m encsteal.full ... --prepare``
+    does that beforehand, in a single process).
     """
+    timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("ENCSTEAL_DIST_TIMEOUT", 3 * 3600))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or (dist.is_available() and dist.is_initialized()):
         return info()

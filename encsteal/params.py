@@ -29,7 +29,7 @@ PARAMETER_NAMES = frozenset({
     "few_label_per_class", "query_sets", "downstream_sets", "losses", "seeds", "budget", "budgets",
     "steal_epochs", "curve_losses", "price_per_1k", "image_size", "strengths", "defense_losses",
     "watermark_epochs", "reference_seeds", "gpu_price_per_hour", "cpu_price_per_hour", "leak_budgets",
-    "imagenet_budgets", "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses",
+    "imagenet_budgets", "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses", "probe_cs",
 })
 
 
@@ -69,6 +69,9 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     for budget in [*p.get("budgets", []), *p.get("leak_budgets", []), *p.get("imagenet_budgets", [])]:
         if not isinstance(budget, int) or budget <= 0:
             _fail("budgets", budget, "Each budget is a positive number of queries.")
+    if "probe_cs" in p and (not isinstance(p["probe_cs"], (list, tuple)) or not p["probe_cs"]
+                            or any(not isinstance(c, (int, float)) or c <= 0 for c in p["probe_cs"])):
+        _fail("probe_cs", p["probe_cs"], "Use a non-empty list of positive inverse regularisation strengths.")
     if "budget" in p and (not isinstance(p["budget"], int) or p["budget"] <= 0):
         _fail("budget", p["budget"], "Use a positive number of queries.")
     if "budget" in p and p.get("budgets") and max(p["budgets"]) > p["budget"]:

@@ -26,15 +26,6 @@ from encsteal.losses import (
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 N, D = 6, 4
 LABELS = [0, 1, 0, 2, 1, 2]
 ATOL = 1e-5

@@ -96,3 +96,11 @@ def test_cosine_is_stepped_per_batch_over_the_whole_run():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # monotone after warm-up: no per-epoch restarts
+
+
+def test_streamed_fingerprint_equals_the_cache_fingerprint():
+    from encsteal.attack import stream_fingerprint
+    from encsteal.cache import tensor_fingerprint
+
+    x = torch.randint(0, 255, (900, 3, 8, 8), dtype=torch.uint8)
+    assert stream_fingerprint(x, rows=100) == tensor_fingerprint(x)  # same cache keys, no full copy
