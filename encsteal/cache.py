@@ -64,7 +64,7 @@ def tensor_fingerprint(*tensors: torch.Tensor) -> str:
     for t in tensors:
         t = t.detach().cpu().contiguous()
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        digest.update(t.numpy().tobytes())
+        digest.update(t.numpy())
     return digest.hexdigest()[:20]
 
 

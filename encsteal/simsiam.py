@@ -23,7 +23,6 @@ Licence: the SimSiam weights are released by Facebook Research under CC-BY-NC 4.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from encsteal.cache import file_sha256
 from encsteal.models.resnet import ImageNetResNet50
 
 SIMSIAM_URL = "https://dl.fbaipublicfiles.com/simsiam/models/100ep-256bs/pretrain/checkpoint_0099.pth.tar"
@@ -91,14 +91,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors (expected a 'state_dict' entry).")
     return dict(state)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _recorded_sha(path: Path) -> Path:

@@ -21,36 +21,12 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from encsteal.data.paper import PAPER_SETS, PAPER_SPLITS, load_paper_set
+from encsteal.standin import _py2_pickle
 
 WNIDS = ("n01440764", "n01443537", "n01484850")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Writes ``bytes`` as Python 2 ``str`` opcodes, like the official CIFAR pickles.
-
-    Loaded with ``encoding="latin1"`` (as torchvision does) the keys become ``str``.
-    """
-
-    dispatch = pickle._Pickler.dispatch.copy()  # type: ignore[attr-defined]
-
-    def save_py2_str(self, obj: bytes) -> None:
-        n = len(obj)
-        if n < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-def _py2_pickle(path: Path, obj: object) -> None:
-    buf = io.BytesIO()
-    _Py2Pickler(buf, protocol=2).dump(obj)
-    path.write_bytes(buf.getvalue())
 
 
 def _images(rng: np.random.Generator, n: int, c: int, h: int, w: int) -> np.ndarray:
