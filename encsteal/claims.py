@@ -86,6 +86,49 @@ def judge_cost(results: Mapping[str, Any], factor: float = 10.0) -> Verdict:
     return Verdict(claim, evidence, verdict)
 
 
+def judge_defense(table: pd.DataFrame, attacker_columns: list[str], margin: float = 1.0) -> Verdict:
+    """Perturbation defenses hurt legitimate users as much as attackers: at every defended
+    strength, the legitimate user's drop from the undefended accuracy is at least the best
+    attacker's drop minus ``margin`` points."""
+    claim = "Perturbation defenses hurt legitimate users as much as attackers."
+    clean = table[table.strength == table.strength.min()].iloc[0]
+    rows = []
+    holds = []
+    best = max(attacker_columns, key=lambda c: clean[c])
+    for _, row in table[table.strength > table.strength.min()].iterrows():
+        legit_drop = clean.legit - row.legit
+        attacker_drop = min(clean[c] - row[c] for c in attacker_columns)
+        holds.append(legit_drop >= attacker_drop - margin)
+        rows.append(f"strength {row.strength:g}: legitimate user {clean.legit:.1f} -> {row.legit:.1f} %, "
+                    f"best attacker ({best.removeprefix('attacker_')}) {clean[best]:.1f} -> {row[best]:.1f} %")
+    evidence = "; ".join(rows)
+    if not holds:
+        return Verdict(claim, "no defended strength was measured", "not evaluated")
+    return Verdict(claim, evidence, "reproduced" if all(holds) else "partly reproduced" if any(holds) else "not reproduced")
+
+
+def judge_watermark(table: pd.DataFrame) -> Verdict:
+    """The watermark transfers to stolen copies only: no independent model (reference, other
+    data, copy of an independent model, random) is called stolen, and at least half of the copies
+    stolen from the watermarked victim are."""
+    claim = "The rotation watermark transfers to stolen copies, not to independent models."
+    independent = table[table.role.isin(["reference", "other data", "stolen from independent", "random"])]
+    stolen = table[table.role == "stolen"]
+    false_pos = int((independent.stolen == True).sum())  # noqa: E712
+    true_pos = int((stolen.stolen == True).sum())  # noqa: E712
+    evidence = (f"{true_pos} of {len(stolen)} stolen copies called stolen (watermark accuracy "
+                f"{stolen.watermark_acc.min():.1f}-{stolen.watermark_acc.max():.1f} %); {false_pos} of "
+                f"{len(independent)} independent models called stolen (watermark accuracy "
+                f"{independent.watermark_acc.min():.1f}-{independent.watermark_acc.max():.1f} %)")
+    if false_pos == 0 and len(stolen) and true_pos >= len(stolen) / 2:
+        verdict = "reproduced"
+    elif false_pos == 0 and true_pos > 0:
+        verdict = "partly reproduced"
+    else:
+        verdict = "not reproduced"
+    return Verdict(claim, evidence, verdict)
+
+
 def not_evaluated(claim: str, why: str) -> Verdict:
     return Verdict(claim, why, "not evaluated")
 

@@ -165,16 +165,16 @@ def plot_tradeoff(table: pd.DataFrame, title: str | None = None) -> Figure:
     ax1, ax2 = fig.subplots(1, 2)
     attackers = [c for c in table.columns if c.startswith("attacker_") and c != "attacker_flagged"]
     x = list(range(len(table)))
-    ax1.plot(x, table["legit"], marker="o", label="legitimate user")
-    for col in attackers:
-        ax1.plot(x, table[col], marker="s", label=col.replace("attacker_", "attacker, "))
+    ax1.plot(x, table["legit"], marker="o", color="C0", label="legitimate user")
+    for i, col in enumerate(attackers):
+        ax1.plot(x, table[col], marker="s", color=f"C{i + 1}", label=col.replace("attacker_", "attacker, "))
     ax1.set_xticks(x, [str(s) for s in table["strength"]])
     param = table.attrs.get("strength_param", "strength")
     ax1.set_xlabel(f"defense strength ({table.attrs.get('defense', '')} {param})")
     ax1.set_ylabel("downstream probe accuracy (%)")
     ax1.legend(fontsize=8)
-    for col in attackers:
-        ax2.plot(table["legit"], table[col], marker="s", label=col.replace("attacker_", "attacker, "))
+    for i, col in enumerate(attackers):
+        ax2.plot(table["legit"], table[col], marker="s", color=f"C{i + 1}", label=col.replace("attacker_", "attacker, "))
         for lx, ay, s in zip(table["legit"], table[col], table["strength"]):
             ax2.annotate(str(s), (lx, ay), fontsize=7, textcoords="offset points", xytext=(3, 3))
     lo = min(table["legit"].min(), *(table[c].min() for c in attackers)) if attackers else table["legit"].min()

@@ -18,7 +18,7 @@ PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LIST_KEYS = ("budgets", "losses", "seeds", "query_sets", "downstream_sets", "leak_budgets", "imagenet_budgets",
              "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses", "curve_losses", "strengths",
-             "defense_losses", "reference_seeds")
+             "defense_losses", "reference_seeds", "thresholds", "watermark_budgets")
 POSITIVE_INT_KEYS = ("victim_num_train", "victim_epochs", "steal_epochs", "probe_train", "probe_val",
                      "probe_test", "few_label_per_class", "threads")
 
@@ -30,6 +30,7 @@ PARAMETER_NAMES = frozenset({
     "steal_epochs", "curve_losses", "price_per_1k", "image_size", "strengths", "defense_losses",
     "watermark_epochs", "reference_seeds", "gpu_price_per_hour", "cpu_price_per_hour", "leak_budgets",
     "imagenet_budgets", "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses", "probe_cs",
+    "thresholds", "watermark_task", "reference_epochs", "watermark_budgets",
 })
 
 

@@ -100,7 +100,7 @@ class FittedProbe:
 
 
 def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
-              Cs: tuple[float, ...] = DEFAULT_CS, max_iter: int = 500) -> FittedProbe:
+              Cs: tuple[float, ...] = DEFAULT_CS, max_iter: int = 300) -> FittedProbe:
     """Fit L-BFGS multinomial logistic regression on standardised features for each ``C`` and keep
     the one with the best validation accuracy."""
     if len(train_x) == 0:

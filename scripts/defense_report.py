@@ -1,5 +1,6 @@
 """Quick-profile evidence for the defenses issue (NOTES 6-7), printed as Markdown tables.
 
+0. floors: the victim, a random-initialised encoder and raw pixels under the same probe;
 1. noise on the API's outputs: legitimate user vs attacker accuracy at five strengths (std as a
    multiple of the victim's per-dimension representation std; zero mean), plus the official
    default N(5, 0.5^2);
@@ -23,7 +24,9 @@ from encsteal.attack import StealConfig
 from encsteal.cache import ResultCache
 from encsteal.data import role_splits
 from encsteal.defense_eval import plot_tradeoff, tradeoff_table, victim_output_std
+from encsteal.models import build_encoder
 from encsteal.probe import evaluate_encoder
+from encsteal.report import encoder_table
 from encsteal.victims import VictimConfig, train_victim
 from encsteal.watermark import WatermarkConfig, build_transferability, embed_watermark
 
@@ -37,7 +40,7 @@ def _print(table, floatfmt: str = ".2f") -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--parts", default="noise,duplicates,watermark")
+    p.add_argument("--parts", default="baselines,noise,duplicates,watermark")
     p.add_argument("--steal-epochs", type=int, default=30)
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--reference-epochs", type=int, default=10)
@@ -55,6 +58,14 @@ def main() -> None:
     print(f"## Victim: SimCLR on 10,000 Fashion-MNIST images, 20 epochs (trained in {victim.train_seconds:.0f} s); "
           f"probe {100 * clean:.2f}%; per-dimension representation std {ref_std:.4f} "
           f"(loaded/trained in {time.perf_counter() - t0:.0f} s)\n")
+    if "baselines" in parts:
+        torch.manual_seed(0)
+        random_init = build_encoder("convnet", 1, 28)
+        table = encoder_table({"victim": victim.encoder, "random init": random_init, "raw pixels": None}, splits)
+        print("Floors for reading the accuracies below: a stolen encoder keeps its architecture's prior, so an "
+              "attacker's probe is bounded below by about the random-init encoder's; a legitimate user who only "
+              "sees poisoned answers is not.\n")
+        _print(table)
     attacks = {"mse": StealConfig(loss="mse", epochs=a.steal_epochs),
                "infonce": StealConfig(loss="infonce", loss_params={"temperature": 0.1}, epochs=a.steal_epochs)}
 
@@ -101,6 +112,7 @@ def main() -> None:
         table = build_transferability(wm, splits, attacks, budgets=(500, a.queries), reference_seeds=(1, 2, 3),
                                       reference_epochs=a.reference_epochs, other_data=other, original=victim,
                                       control_steal="mse", cache=cache)
+        table["p_value"] = table["p_value"].map(lambda v: f"{v:.2g}")
         print(f"Watermark accuracy on {len(splits['probe_test'])} rotated held-out test images (one rotation each), "
               f"Wilson 95% interval; one-sided prediction-interval t-test against the independent references "
               f"(SimCLR, same data, seeds 1-3, {a.reference_epochs} epochs), alpha 0.05; 'threshold' = accuracy above "

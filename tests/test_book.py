@@ -11,7 +11,8 @@ import pytest
 from tests.book_support import HTML, ROOT, browser_check, chromium
 
 pytestmark = pytest.mark.book
-CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "06_claims", "07_performance"]
+CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "04_defenses", "05_watermark", "06_claims",
+            "07_performance"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,6 @@ def test_pages_open_in_a_real_browser(smoke_book, tmp_path):
         assert not info["failed"], f"{page}: resources failed to load: {info['failed']}"
         assert not info["external"], f"{page}: loads from outside the book (not offline): {info['external']}"
         assert not info["empty_images"], f"{page}: empty figures: {info['empty_images']}"
-    for chapter in CHAPTERS[:3]:
+    for chapter in CHAPTERS[:5]:
         info = report[f"book/chapters/{chapter}.html"]
         assert info["images"] >= 1 and info["tables"] >= 1, (chapter, info)
