@@ -16,6 +16,7 @@ import argparse
 import ast
 import hashlib
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -24,15 +25,17 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PROFILES = ("smoke", "quick", "full")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks", "params")
 
 
 def source_hash(notebook: Path, params: dict) -> str:
     """Hash of the notebook, its parameters and every source file of the package."""
     digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps(params, sort_keys=True).encode())
-    for path in sorted((ROOT / "encsteal").rglob("*.py")):
+    for path in sorted((REPO / "encsteal").rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -114,11 +117,29 @@ def build_html() -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def copy_sources(target: Path) -> Path:
+    """Copy the book's sources (config, pages, notebooks, profiles) into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_SOURCES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, target / name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("chapters"))
+        else:
+            shutil.copy2(src, target / name)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", choices=PROFILES)
     parser.add_argument("--force", action="store_true", help="re-execute every chapter")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="build in a copy of the book's sources under this folder (the repository is untouched)")
     args = parser.parse_args(argv)
+    global ROOT
+    if args.root is not None:
+        ROOT = copy_sources(args.root)
+        os.environ["ENCSTEAL_RESULTS"] = str(ROOT / "book" / "chapters" / "results")
     start = time.perf_counter()
     execute_chapters(args.profile, ROOT / "book" / "chapters", args.force)
     build_html()

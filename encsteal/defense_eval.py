@@ -125,7 +125,8 @@ def tradeoff_table(victim: Victim, splits: Mapping[str, ImageSet], defense_name:
         for name, cfg in steal_configs.items():
             n = _num_images(cfg, num_queries)
             if n > len(queries):
-                raise ValueError(f"Attack {name!r} needs {n} query images; the {query_role!r} split has {len(queries)}.")
+                raise ValueError(f"Attack {name!r} needs {n} query images; the {query_role!r} split has "
+                                 f"{len(queries)}.")
             res = steal(api, queries.subset(torch.arange(n)), cfg, user=f"attacker-{name}", cache=cache,
                         progress=progress)
             row[f"attacker_{name}"] = 100 * evaluate_encoder(res.encoder, dict(splits)).accuracy
@@ -174,7 +175,8 @@ def plot_tradeoff(table: pd.DataFrame, title: str | None = None) -> Figure:
     ax1.set_ylabel("downstream probe accuracy (%)")
     ax1.legend(fontsize=8)
     for i, col in enumerate(attackers):
-        ax2.plot(table["legit"], table[col], marker="s", color=f"C{i + 1}", label=col.replace("attacker_", "attacker, "))
+        ax2.plot(table["legit"], table[col], marker="s", color=f"C{i + 1}",
+                 label=col.replace("attacker_", "attacker, "))
         for lx, ay, s in zip(table["legit"], table[col], table["strength"]):
             ax2.annotate(str(s), (lx, ay), fontsize=7, textcoords="offset points", xytext=(3, 3))
     lo = min(table["legit"].min(), *(table[c].min() for c in attackers)) if attackers else table["legit"].min()

@@ -8,6 +8,7 @@ The profiles (``params/smoke.yaml``, ``quick.yaml``, ``full.yaml``) override tho
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from encsteal.data.registry import DATASETS
@@ -92,3 +93,22 @@ def victim_config(p: Mapping[str, Any], method: str = "simclr", seed: int | None
 
 def probe_sizes(p: Mapping[str, Any]) -> dict[str, int]:
     return {"probe_train": p["probe_train"], "probe_val": p["probe_val"], "probe_test": p["probe_test"]}
+
+
+def other_data_config(p: Mapping[str, Any]) -> VictimConfig:
+    """An independent SimCLR model on other data (MNIST-5k, seed 7): a watermark control."""
+    q = {**p, "victim_dataset": "mnist5k", "victim_num_train": min(int(p["victim_num_train"]), 4000)}
+    return victim_config(q, seed=7)
+
+
+def reference_configs(p: Mapping[str, Any]) -> list[VictimConfig]:
+    """Independent SimCLR references for the watermark test: the victim's data, other seeds."""
+    return [replace(victim_config(p), seed=s, epochs=p.get("reference_epochs") or p["victim_epochs"])
+            for s in p["reference_seeds"]]
+
+
+def watermark_config(p: Mapping[str, Any]) -> "WatermarkConfig":
+    from encsteal.watermark import WatermarkConfig
+
+    return WatermarkConfig(task=p.get("watermark_task", "binary"), epochs=p["watermark_epochs"], lr=1e-3,
+                           seed=p.get("seed", 0))

@@ -6,10 +6,11 @@ binary: was the image rotated by an angle in [0, 180) or in [180, 360) (each tra
 one copy of each, corners filled with zeros); ``task="four_way"`` offers 0/90/180/270 instead.
 The official code embeds during victim training and builds its Adam optimiser over the encoder
 only, so its MLP stays at its random initialisation (NOTES 7, "possible bug"). Here both the
-encoder and the MLP are trained (``train_mlp=False`` reproduces the official behaviour), and the
-watermark is embedded by fine-tuning a trained victim: SimCLR batches on the victim's data
+encoder and the MLP are trained (``train_mlp=False`` reproduces the official behaviour). The
+watermark is embedded by fine-tuning a trained victim (:func:`embed_watermark`) or during
+training from scratch (:func:`train_watermarked_victim`): SimCLR batches on the victim's data
 alternate with rotation batches on a ``fraction`` of it, so the representation stays useful.
-:func:`embed_watermark` caches the result through :class:`ResultCache`, like ``train_victim``.
+Both cache their result through :class:`ResultCache`, like ``train_victim``.
 
 Verification. The victim's frozen MLP is applied to a suspect's representations of rotated
 held-out images (one rotation per image, balanced labels) and the watermark accuracy measured.
@@ -292,6 +293,33 @@ def embed_watermark(victim: Victim, config: WatermarkConfig = WatermarkConfig(),
     return WatermarkedVictim(victim.config, config, encoder, head, mlp, data.classes, record)
 
 
+def train_watermarked_victim(victim_config: VictimConfig, config: WatermarkConfig, cache: ResultCache | None = None,
+                             device: str = "auto", progress: bool = True) -> WatermarkedVictim:
+    """Embed the watermark during training, the official schedule (NOTES 7): a fresh SimCLR victim
+    trained from scratch with rotation batches alternating with its SimCLR batches (``config.epochs``,
+    ``config.lr``; the victim config gives the data, architecture and temperature). Cached."""
+    if victim_config.method != "simclr":
+        raise ValueError(f"The watermarked victim is a SimCLR victim; got method {victim_config.method!r}.")
+    cache = cache if cache is not None else ResultCache()
+    data = victim_training_set(victim_config)
+    c, h, _ = data.shape
+    seed_everything(victim_config.seed)
+    encoder, head = build_victim_modules(victim_config, c, h, max(data.num_classes, 1))
+    key = {"base": victim_config, "from_scratch": True, "watermark": config}
+    hit = cache.get("watermarked_victim", key)
+    if hit is not None:
+        tensors, meta = hit
+        mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
+        load_flat_state({"encoder": encoder, "head": head, "mlp": mlp}, tensors)
+        return WatermarkedVictim(victim_config, config, encoder.eval(), head.eval(), mlp.eval().requires_grad_(False),
+                                 data.classes, meta.get("record", {}))
+    encoder, head, mlp, record = fit_watermark(encoder, head, data.images, config, victim_config.temperature,
+                                               device, progress)
+    cache.put("watermarked_victim", key, flat_state({"encoder": encoder, "head": head, "mlp": mlp}),
+              {"record": record})
+    return WatermarkedVictim(victim_config, config, encoder, head, mlp, data.classes, record)
+
+
 # ---- verification -----------------------------------------------------------------------------
 
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -410,7 +438,8 @@ def transferability_table(watermarked: WatermarkedVictim, suspects: Mapping[str,
     (the downstream usefulness, and for the victim the watermark's cost) is added.
     """
     task = watermarked.config.task
-    ref_scores = {name: watermark_accuracy(enc, watermarked.mlp, images, task, seed) for name, enc in references.items()}
+    ref_scores = {name: watermark_accuracy(enc, watermarked.mlp, images, task, seed)
+                  for name, enc in references.items()}
     ref_acc = [s.accuracy for s in ref_scores.values()]
     rows = []
 

@@ -33,8 +33,10 @@ from encsteal.watermark import WatermarkConfig, build_transferability, embed_wat
 SIZES = {"victim": 10000, "probe_train": 5000, "probe_val": 1000, "query": 2000, "probe_test": 2000}
 
 
-def _print(table, floatfmt: str = ".2f") -> None:
-    print(table.to_markdown(floatfmt=floatfmt))
+def _print(table) -> None:
+    """Markdown with two decimals, p-values with two significant digits."""
+    fmt = ("",) + tuple(".2g" if c == "p_value" else ".2f" for c in table.columns)
+    print(table.to_markdown(floatfmt=fmt))
     print()
 
 
@@ -112,7 +114,6 @@ def main() -> None:
         table = build_transferability(wm, splits, attacks, budgets=(500, a.queries), reference_seeds=(1, 2, 3),
                                       reference_epochs=a.reference_epochs, other_data=other, original=victim,
                                       control_steal="mse", cache=cache)
-        table["p_value"] = table["p_value"].map(lambda v: f"{v:.2g}")
         print(f"Watermark accuracy on {len(splits['probe_test'])} rotated held-out test images (one rotation each), "
               f"Wilson 95% interval; one-sided prediction-interval t-test against the independent references "
               f"(SimCLR, same data, seeds 1-3, {a.reference_epochs} epochs), alpha 0.05; 'threshold' = accuracy above "

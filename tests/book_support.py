@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HTML = ROOT / "_build" / "html"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars"]
@@ -68,13 +67,13 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def browser_check(pages: list[str], profile_dir: Path) -> dict:
+def browser_check(html: Path, pages: list[str], profile_dir: Path) -> dict:
     """Open every page in headless Chromium; per page: images, empty images, failed and external
     resource loads, number of tables."""
-    check = HTML / "__browser_check.html"
+    check = html / "__browser_check.html"
     check.write_text(CHECK_PAGE % json.dumps(pages))
     try:
-        with serve(HTML) as base:
+        with serve(html) as base:
             proc = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
                                    "--virtual-time-budget=30000", "--dump-dom", f"{base}/{check.name}"],
                                   capture_output=True, text=True, timeout=180)
@@ -85,8 +84,8 @@ def browser_check(pages: list[str], profile_dir: Path) -> dict:
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
 
-def screenshot(page: str, out: Path, profile_dir: Path) -> Path:
-    with serve(HTML) as base:
+def screenshot(html: Path, page: str, out: Path, profile_dir: Path) -> Path:
+    with serve(html) as base:
         subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--window-size=1280,2200",
                         f"--screenshot={out}", f"{base}/{page}"], capture_output=True, timeout=120, check=True)
     return out

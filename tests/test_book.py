@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.book_support import HTML, ROOT, browser_check, chromium
+from tests.book_support import ROOT, browser_check, chromium
 
 pytestmark = pytest.mark.book
 CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "04_defenses", "05_watermark", "06_claims",
@@ -16,9 +16,12 @@ CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "04_defenses", "05_waterm
 
 
 @pytest.fixture(scope="module")
-def smoke_book():
-    subprocess.run([sys.executable, "-m", "encsteal.book", "--profile", "smoke"], cwd=ROOT, check=True)
-    return HTML
+def smoke_book(tmp_path_factory):
+    """A smoke build in a copy of the book's sources (the repository's own build is untouched)."""
+    root = tmp_path_factory.mktemp("book")
+    subprocess.run([sys.executable, "-m", "encsteal.book", "--profile", "smoke", "--root", str(root)], cwd=ROOT,
+                   check=True)
+    return root / "_build" / "html"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -35,7 +38,7 @@ def test_pages_open_in_a_real_browser(smoke_book, tmp_path):
     if chromium() is None:
         pytest.fail("Chromium is missing: `apt-get install chromium` (the CI script installs it).")
     pages = ["book/intro.html"] + [f"book/chapters/{c}.html" for c in CHAPTERS] + ["book/bibliography.html"]
-    report = browser_check(pages, tmp_path / "profile")
+    report = browser_check(smoke_book, pages, tmp_path / "profile")
     assert set(report) == set(pages)
     for page, info in report.items():
         assert not info["failed"], f"{page}: resources failed to load: {info['failed']}"

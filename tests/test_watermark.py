@@ -8,8 +8,8 @@ from encsteal.data import load
 from encsteal.models import ProjectionHead, SmallConvNet
 from encsteal.victims import VictimConfig, train_victim
 from encsteal.watermark import (WatermarkConfig, WatermarkMLP, embed_watermark, fit_watermark, ownership_test,
-                                rotate, rotation_angles, rotation_batch, transferability_table, watermark_accuracy,
-                                wilson_interval)
+                                rotate, rotation_angles, rotation_batch, train_watermarked_victim,
+                                transferability_table, watermark_accuracy, wilson_interval)
 
 WIDTHS = (16, 32, 64, 64)
 
@@ -110,8 +110,8 @@ def test_transferability_table_decides(tiny_watermark):
         torch.manual_seed(10 + s)
         refs[f"ref {s}"] = SmallConvNet(1, widths=WIDTHS).eval()
     torch.manual_seed(20)
-    table = transferability_table(_WM, {"victim": ("victim", enc), "other": ("random", SmallConvNet(1, widths=WIDTHS).eval())},
-                                  refs, held_out)
+    suspects = {"victim": ("victim", enc), "other": ("random", SmallConvNet(1, widths=WIDTHS).eval())}
+    table = transferability_table(_WM, suspects, refs, held_out)
     assert bool(table.loc["victim", "stolen"]) and not bool(table.loc["other", "stolen"])
     assert table.loc["victim", "p_value"] < 0.05 and table.loc["ref 0", "role"] == "reference"
     assert {"watermark_acc", "ci_low", "ci_high", "threshold", "tested_against"} <= set(table.columns)
@@ -138,3 +138,12 @@ def test_embed_watermark_fine_tunes_and_caches(tmp_path):
     init = WatermarkMLP(victim.encoder.rep_dim, (256, 128), 2)
     for a, b in zip(frozen.mlp.state_dict().values(), init.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_watermark_during_training_from_scratch(tmp_path):
+    cfg = VictimConfig(dataset="mnist5k", num_train=128, epochs=1, batch_size=64)
+    wm = train_watermarked_victim(cfg, WatermarkConfig(epochs=1, batch_size=64), ResultCache(tmp_path), device="cpu",
+                                  progress=False)
+    assert len(wm.record["rotation_loss"]) == 1 and wm.victim.config == cfg
+    with pytest.raises(ValueError, match="SimCLR"):
+        train_watermarked_victim(VictimConfig(method="supervised"), WatermarkConfig(), ResultCache(tmp_path))
