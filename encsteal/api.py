@@ -141,6 +141,14 @@ class EncoderAPI:
     def remaining(self, user: str = "attacker") -> int | None:
         return None if self.budget is None else self.budget - self.queries(user)
 
+    def record_replayed_queries(self, user: str, n: int) -> None:
+        """Count ``n`` queries whose answers were replayed from a cache (a cached attack), so the
+        user's count and bill stay what a real run would have made. Their embeddings are not
+        known, so a history-based defense does not see them."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}.")
+        self.users.setdefault(user, UserHistory()).calls.append(n)
+
     # ---- the query itself ------------------------------------------------------------------
     @torch.no_grad()
     def query(self, images: torch.Tensor, user: str = "attacker") -> torch.Tensor:

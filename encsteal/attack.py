@@ -184,7 +184,9 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
     c, size = images.shape[1], input_size or images.shape[-1]
     key = {"api": api.describe(), "queries": stream_fingerprint(images), "config": config,
            "labels": None if query_labels is None else tensor_fingerprint(query_labels),
-           "input_size": size, "user": user, "history_before": api.queries(user)}
+           "input_size": size, "user": user}
+    if api.defenses:  # a defense may answer according to the user's earlier queries
+        key["history_before"] = api.queries(user)
     tag = options.cache_tag() if options is not None else None
     if tag is not None:  # bf16 results are kept apart from fp32 ones
         key = {**key, **tag}
@@ -196,6 +198,7 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
         tensors, meta = hit
         load_flat_state(modules, tensors)
         rec = meta["record"]
+        api.record_replayed_queries(user, int(rec["queries"]))
         return StealResult(encoder.eval(), rec["queries"], rec["spent"], rec["loss_curve"], rec["seconds"],
                            config, True, rec["images"])
     if dist_info().enabled and api.defenses:

@@ -59,6 +59,14 @@ def test_cache_replays_result(victim, digits, tmp_path):
     a = steal(EncoderAPI(victim), small, _cfg(), cache=ResultCache(tmp_path), device="cpu", progress=False)
     b = steal(EncoderAPI(victim), small, _cfg(), cache=ResultCache(tmp_path), device="cpu", progress=False)
     assert b.from_cache and b.queries == a.queries
+
+    api = EncoderAPI(victim)
+    steal(api, small, _cfg(), cache=ResultCache(tmp_path), device="cpu", progress=False)
+    steal(api, small, _cfg(loss="infonce"), cache=ResultCache(tmp_path), device="cpu", progress=False)
+    assert api.queries() == 2 * len(small), "a cached attack still counts its queries"
+    fresh = EncoderAPI(victim)
+    c = steal(fresh, small, _cfg(loss="infonce"), cache=ResultCache(tmp_path), device="cpu", progress=False)
+    assert c.from_cache, "without a defense, earlier queries of the user do not change the cache key"
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(a.encoder(x), b.encoder(x))
 
