@@ -49,10 +49,14 @@ def judge_few_queries(results: Mapping[str, Any], victim_probe: float, num_train
     best label-free copy keeps at least ``threshold`` of the victim's probe accuracy."""
     claim = "Stealing with fewer queries than a fifth of the victim's training set gets close to the victim."
     budget = int(results["budget"])
-    m = _means(results, "probe")
+    table = pd.DataFrame(results["means"])
+    # like with like: the victim's probe is on its own data set, with in-distribution queries
+    own = results.get("victim_dataset", table.downstream.iloc[0])
+    same = table[(table.query_set == own) & (table.downstream == own)]
+    m = (same if len(same) else table).groupby("loss")["probe"].mean()
     free = m[[l for l in LABEL_FREE if l in m.index]]
     ratio = free.max() / victim_probe
-    evidence = (f"{budget} queries = {budget / num_train:.0%} of {num_train} training images; best label-free copy "
+    evidence = (f"{budget} {own} queries = {budget / num_train:.0%} of {num_train} training images; best label-free copy "
                 f"({free.idxmax()}) {free.max():.1f} % vs victim {victim_probe:.1f} % = {ratio:.1%} (threshold "
                 f"{threshold:.0%})")
     ok = budget < num_train / 5 and ratio >= threshold

@@ -18,7 +18,7 @@ def test_losses_verdicts():
 
 
 def test_few_queries_threshold():
-    r = _loss_results({"infonce": 78, "mse": 70, "barlow": 60})
+    r = _loss_results({"infonce": 78, "mse": 70, "barlow": 60})  # query set and task "q" / "d"
     assert claims.judge_few_queries(r, victim_probe=80.0, num_train=10_000).verdict == "reproduced"
     assert claims.judge_few_queries(r, victim_probe=90.0, num_train=10_000).verdict == "not reproduced"
     assert claims.judge_few_queries(r, victim_probe=80.0, num_train=4_000).verdict == "not reproduced"
