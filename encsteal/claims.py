@@ -44,9 +44,11 @@ def judge_losses(results: Mapping[str, Any], metric: str = "few_label") -> Verdi
 
 
 def judge_few_queries(results: Mapping[str, Any], victim_probe: float, num_train: int,
-                      threshold: float = 0.95) -> Verdict:
+                      threshold: float = 0.95, random_probe: float | None = None, min_gain: float = 0.5) -> Verdict:
     """Stealing with under a fifth of the victim's training-set size in queries gets close: the
-    best label-free copy keeps at least ``threshold`` of the victim's probe accuracy."""
+    best label-free copy keeps at least ``threshold`` of the victim's probe accuracy and, when the
+    random-initialised encoder's accuracy is known, recovers at least ``min_gain`` of the victim's
+    margin over it (on a saturated probe a random encoder alone is already "close")."""
     claim = "Stealing with fewer queries than a fifth of the victim's training set gets close to the victim."
     budget = int(results["budget"])
     table = pd.DataFrame(results["means"])
@@ -60,6 +62,12 @@ def judge_few_queries(results: Mapping[str, Any], victim_probe: float, num_train
                 f"({free.idxmax()}) {free.max():.1f} % vs victim {victim_probe:.1f} % = {ratio:.1%} (threshold "
                 f"{threshold:.0%})")
     ok = budget < num_train / 5 and ratio >= threshold
+    if random_probe is not None and victim_probe > random_probe:
+        gain = (free.max() - random_probe) / (victim_probe - random_probe)
+        evidence += (f"; random-init encoder {random_probe:.1f} %, so the copy recovers {gain:.0%} of the victim's "
+                     f"margin over it (needed {min_gain:.0%})")
+        if ok and gain < min_gain:
+            return Verdict(claim, evidence, "partly reproduced")
     return Verdict(claim, evidence, "reproduced" if ok else "not reproduced")
 
 
@@ -149,7 +157,8 @@ def judge_all(load: Callable[[str], Mapping[str, Any]]) -> pd.DataFrame:
 
     attempt("losses", "Contrastive losses steal best and Barlow worst.", judge_losses)
     attempt("losses", "Few queries get close.", lambda r: judge_few_queries(
-        r, r["values"]["victim_probe"], int(r.get("victim_num_train", 10_000))))
+        r, r["values"]["victim_probe"], int(r.get("victim_num_train", 10_000)),
+        random_probe=r["values"].get("random_probe")))
     attempt("api_cost", "SSL APIs leak more per query.", judge_leakage)
     attempt("defenses", "Perturbation defenses hurt legitimate users as much as attackers.",
             lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]))

@@ -22,6 +22,9 @@ def test_few_queries_threshold():
     assert claims.judge_few_queries(r, victim_probe=80.0, num_train=10_000).verdict == "reproduced"
     assert claims.judge_few_queries(r, victim_probe=90.0, num_train=10_000).verdict == "not reproduced"
     assert claims.judge_few_queries(r, victim_probe=80.0, num_train=4_000).verdict == "not reproduced"
+    # close to the victim, but no better than a random encoder: only partly
+    assert claims.judge_few_queries(r, 80.0, 10_000, random_probe=77.5).verdict == "partly reproduced"
+    assert claims.judge_few_queries(r, 80.0, 10_000, random_probe=70.0).verdict == "reproduced"
 
 
 def test_defense_verdict():
