@@ -8,6 +8,7 @@ from __future__ import annotations
 import platform
 import time
 
+import pandas as pd
 import torch
 
 from encsteal.api import EncoderAPI
@@ -84,3 +85,24 @@ def efficientnet_forward(sizes: tuple[int, ...] = (32, 64), batch: int = 64) -> 
         rows.append({"what": f"EfficientNet-Lite0 forward at {size} px (batch {batch})", "images_per_s": batch / t,
                      "seconds": t})
     return rows
+
+
+def machine_table() -> pd.DataFrame:
+    """:func:`machine` as a one-column table."""
+    return pd.Series(machine(), name="value").to_frame()
+
+
+def chapter_table(victim_images: int, queries: int, steal_epochs: int) -> pd.DataFrame:
+    """The performance appendix's measurements, one row per workload (indexed by ``what``)."""
+    rows = (victim_training(images=min(victim_images, 2560), epochs=1)
+            + stealing(queries=queries, epochs=max(steal_epochs // 4, 1))
+            + efficientnet_forward((32, 64))
+            + probe_time(probe_train=1000, probe_val=500, probe_test=1000))
+    return pd.DataFrame(rows).set_index("what")
+
+
+def headline(table: pd.DataFrame) -> dict[str, float]:
+    """How much faster answering each query once is than re-querying every epoch."""
+    once = table.loc["steal, augment=none, query once", "images_per_s"]
+    again = table.loc["steal, augment=none, re-query every epoch (official)", "images_per_s"]
+    return {"steal_ratio": float(once / again), "has_gpu": float(torch.cuda.is_available())}

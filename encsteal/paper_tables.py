@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-LOSS_TABLE_NOTE = (
-    "Paper's loss table (slides). Cells are linear-probe top-1 accuracies (%) of the stolen "
-    "encoder. Reading of the column pairs is inferred, not confirmed by the authors: left pair = "
-    "in-distribution queries (9,000 CIFAR10-test images against a CIFAR10 SimCLR ResNet-34 victim), "
-    "right pair = out-of-distribution queries (most likely SVHN). SupCon uses the query labels."
-)
 
 
 def loss_table() -> pd.DataFrame:
@@ -71,3 +65,8 @@ API_DIMENSIONS = {"ResNet-50 SimCLR/SimSiam representation": 2048, "CIFAR ResNet
                   "SimCLR projection head (victim head variant)": 128, "classifier API (CIFAR10 scores)": 10,
                   "classifier API (ImageNet scores)": 1000}
 """Output sizes the paper contrasts (NOTES 1, 3): representations vs labels/scores."""
+
+
+def api_dimensions() -> pd.DataFrame:
+    """:data:`API_DIMENSIONS` as a one-column table."""
+    return pd.Series(API_DIMENSIONS, name="values per answer (paper's models)").to_frame()

@@ -1,114 +1,316 @@
-"""Notebook parameters: validation with clear errors, and the configurations they imply.
+"""The one parameter schema of the book's chapters: names, types, defaults, checks and profiles.
 
-Every chapter starts with a ``parameters`` cell (papermill) holding plain values only; the first
-code cell after it calls :func:`validate`, which checks every value and names the allowed ones.
-The profiles (``params/smoke.yaml``, ``quick.yaml``, ``full.yaml``) override those values.
+Every chapter notebook declares its parameters in a papermill ``parameters`` cell with the value
+``None`` ("take it from the profile"), and its first code cell calls
+:func:`encsteal.notebook.setup`, which resolves them here:
+
+1. the defaults of :class:`Params` (the quick profile, the book's default: minutes on 2 CPU cores);
+2. overlaid by the profile's YAML file ``params/<profile>.yaml`` (``smoke``: seconds, for tests;
+   ``full``: paper scale on GPUs); a profile may name a ``base`` profile it extends;
+3. overlaid by the values passed to the notebook (``papermill -p name value``, ``-y``/``-f`` YAML).
+
+Every value is checked (:func:`check`); an unknown or misspelled name stops the chapter with the
+list of the parameters it knows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from encsteal.data.registry import DATASETS
-from encsteal.losses import LOSSES
+from encsteal.losses import LOSSES, get_loss
 from encsteal.victims import VictimConfig
 
+if TYPE_CHECKING:
+    from encsteal.watermark import WatermarkConfig
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "params"
 PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-LIST_KEYS = ("budgets", "losses", "seeds", "query_sets", "downstream_sets", "leak_budgets", "imagenet_budgets",
-             "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses", "curve_losses", "strengths",
-             "defense_losses", "reference_seeds", "thresholds", "watermark_budgets")
-POSITIVE_INT_KEYS = ("victim_num_train", "victim_epochs", "steal_epochs", "probe_train", "probe_val",
-                     "probe_test", "few_label_per_class", "threads")
+WATERMARK_TASKS: tuple[str, ...] = ("binary", "four_way")
+
+API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE = (
+    "api_cost", "losses", "imagenet", "defenses", "watermark", "claims", "performance")
+CHAPTERS: tuple[str, ...] = (API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE)
+"""Chapter names: the notebooks are ``notebooks/NN_<chapter>.ipynb``."""
+
+ALL = CHAPTERS
+VICTIM_CHAPTERS = (API, LOSS, DEFENSES, WATERMARK)
+PROBE_CHAPTERS = (API, LOSS, IMAGENET, DEFENSES, WATERMARK)
+
+#: What kind of value each parameter takes: "int+" (positive integer), "int0" (non-negative),
+#: "float+", "float0", "str", "choice", "datasets", "losses", "budgets", "seeds", "floats+",
+#: "floats0", "loss_settings", "path".
 
 
-PARAMETER_NAMES = frozenset({
-    "profile", "seed", "device", "threads", "victim_dataset", "victim_num_train", "victim_epochs",
-    "victim_temperature", "victim_lr", "victim_seed", "probe_train", "probe_val", "probe_test",
-    "few_label_per_class", "query_sets", "downstream_sets", "losses", "seeds", "budget", "budgets",
-    "steal_epochs", "curve_losses", "price_per_1k", "image_size", "strengths", "defense_losses",
-    "watermark_epochs", "reference_seeds", "gpu_price_per_hour", "cpu_price_per_hour", "leak_budgets",
-    "imagenet_budgets", "imagenet_query_sets", "imagenet_downstream_sets", "imagenet_losses", "probe_cs",
-    "thresholds", "watermark_task", "reference_epochs", "watermark_budgets",
-})
+def _p(default: Any, kind: str, chapters: tuple[str, ...], help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A schema field: its default, kind of value, the chapters that declare it and a help line."""
+    meta = {"kind": kind, "chapters": chapters, "help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every chapter parameter with its quick-profile default (see the module docstring)."""
+
+    # -- run ------------------------------------------------------------------------------
+    profile: str = _p("quick", "choice", ALL, "parameter profile (params/<profile>.yaml)", PROFILES)
+    seed: int = _p(0, "int0", ALL, "seed of the data splits and of single-seed runs")
+    device: str = _p("cpu", "device", ALL, "auto, cpu, cuda or cuda:N")
+    threads: int = _p(2, "int+", ALL, "torch threads")
+    results_dir: str = _p("results", "path", ALL,
+                          "folder of the chapter's results JSON (relative paths: from the repository root)")
+    # -- victim ---------------------------------------------------------------------------
+    victim_dataset: str = _p("fmnist", "dataset", VICTIM_CHAPTERS, "the SimCLR victim's training data")
+    victim_num_train: int = _p(10_000, "int+", VICTIM_CHAPTERS + (PERFORMANCE,), "victim training images")
+    victim_epochs: int = _p(20, "int+", VICTIM_CHAPTERS, "victim training epochs")
+    victim_temperature: float = _p(0.2, "float+", VICTIM_CHAPTERS, "victim NT-Xent temperature")
+    victim_lr: float = _p(2e-3, "float+", VICTIM_CHAPTERS, "victim Adam learning rate")
+    victim_seed: int = _p(0, "int0", VICTIM_CHAPTERS, "victim initialisation seed")
+    # -- downstream probes ------------------------------------------------------------------
+    probe_train: int = _p(1000, "int+", PROBE_CHAPTERS, "probe training images per task")
+    probe_val: int = _p(500, "int+", PROBE_CHAPTERS, "probe validation images (choose C)")
+    probe_test: int = _p(2000, "int+", PROBE_CHAPTERS, "probe test images")
+    few_label_per_class: int = _p(10, "int+", (API, LOSS, IMAGENET), "labels per class of the few-label probe")
+    probe_cs: list = _p([0.1, 1.0], "floats+", (API, LOSS, IMAGENET), "inverse regularisation strengths tried")
+    # -- stealing -------------------------------------------------------------------------
+    steal_epochs: int = _p(10, "int+", (API, LOSS, IMAGENET, DEFENSES, WATERMARK, PERFORMANCE),
+                           "epochs of every stealing run")
+    loss_settings: dict = _p({}, "loss_settings", (LOSS, IMAGENET, DEFENSES, WATERMARK),
+                             "per-loss stealing settings: {loss: {loss parameter: value}}")
+    # -- chapter 1: APIs and cost ----------------------------------------------------------------
+    leak_budgets: list = _p([500, 2000], "budgets", (API,), "query budgets of the API comparison")
+    downstream_sets: list = _p(["fmnist", "mnistm"], "datasets", (API, LOSS), "downstream tasks")
+    price_per_1k: float = _p(1.0, "float0", (API,), "API price per 1,000 queries (USD)")
+    cpu_price_per_hour: float = _p(0.1, "float0", (API,), "compute price per CPU hour (USD)")
+    # -- chapter 2: losses ------------------------------------------------------------------
+    query_sets: list = _p(["fmnist", "mnist5k"], "datasets", (LOSS,), "query data sets (first: in-distribution)")
+    losses: list = _p(["mse", "infonce", "softnn", "supcon", "wasserstein", "barlow", "barlow_official"],
+                      "losses", (LOSS,), "stealing losses of the loss grid")
+    seeds: list = _p([0, 1, 2], "seeds", (LOSS,), "seeds of the loss grid")
+    budget: int = _p(500, "int+", (LOSS, DEFENSES, PERFORMANCE), "queries of each stealing run")
+    curve_losses: list = _p(["mse", "infonce", "barlow"], "losses", (LOSS,), "losses of the budget curve")
+    budgets: list = _p([125, 250, 500], "budgets", (LOSS,), "budgets of the budget curve (each <= budget)")
+    # -- chapter 3: the ImageNet encoder ---------------------------------------------------------
+    image_size: int = _p(64, "int+", (IMAGENET,), "size the ImageNet victim sees (pixels)")
+    imagenet_query_sets: list = _p(["mnistm", "fmnist"], "datasets", (IMAGENET,), "query data sets")
+    imagenet_downstream_sets: list = _p(["mnistm", "photocrops", "fmnist"], "datasets", (IMAGENET,),
+                                        "downstream tasks")
+    imagenet_budgets: list = _p([1000, 2500], "budgets", (IMAGENET,), "query budgets")
+    imagenet_losses: list = _p(["mse"], "losses", (IMAGENET,), "stealing losses")
+    # -- chapter 4: defenses ------------------------------------------------------------------
+    strengths: list = _p([0.0, 0.3, 1.0, 3.0, 10.0], "floats0", (DEFENSES,),
+                         "noise std as multiples of the representation's std")
+    thresholds: list = _p([1.0, 0.95, 0.9, 0.8], "floats0", (DEFENSES,), "duplicate-detector thresholds")
+    defense_losses: list = _p(["mse", "infonce"], "losses", (DEFENSES, WATERMARK), "attackers' losses")
+    # -- chapter 5: the watermark -----------------------------------------------------------------
+    watermark_task: str = _p("binary", "choice", (WATERMARK,), "rotation task", WATERMARK_TASKS)
+    watermark_epochs: int = _p(6, "int+", (WATERMARK,), "watermark fine-tuning epochs")
+    watermark_budgets: list = _p([500, 1000], "budgets", (WATERMARK,), "queries of the stolen suspects")
+    reference_seeds: list = _p([1, 2, 3], "seeds", (WATERMARK,), "seeds of the independent references")
+    reference_epochs: int = _p(10, "int+", (WATERMARK,), "training epochs of the references")
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in _NAMES:
+            raise KeyError(unknown_message(name))
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _NAMES
+
+    def keys(self) -> Iterator[str]:
+        return iter(_NAMES)
+
+    def for_chapter(self, chapter: str) -> dict[str, Any]:
+        """The values of the parameters ``chapter`` declares, in schema order."""
+        return {name: getattr(self, name) for name in chapter_parameters(chapter)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(Params)}
+_NAMES = tuple(_FIELDS)
+
+
+def chapter_parameters(chapter: str) -> tuple[str, ...]:
+    """The names ``chapter`` declares in its parameters cell, in schema order."""
+    if chapter not in CHAPTERS:
+        raise ValueError(f"Unknown chapter {chapter!r}. Known chapters: {', '.join(CHAPTERS)}.")
+    return tuple(n for n, f in _FIELDS.items() if chapter in f.metadata["chapters"])
+
+
+def unknown_message(name: str, chapter: str | None = None) -> str:
+    known = chapter_parameters(chapter) if chapter else _NAMES
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    where = f"chapter {chapter!r}" if chapter else "the schema"
+    return (f"Unknown parameter {name!r}.{hint} The parameters of {where} are: {', '.join(known)} "
+            "(encsteal.params.Params documents each).")
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
     raise ValueError(f"Parameter {name}={value!r} is not allowed. {allowed}")
 
 
-def validate(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Check notebook parameters; return the known ones as a plain dict.
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
-    ``params`` may be a notebook's ``globals()``: only names in :data:`PARAMETER_NAMES` are kept.
-    """
-    p = {k: v for k, v in params.items() if k in PARAMETER_NAMES}
-    if "profile" in p and p["profile"] not in PROFILES:
-        _fail("profile", p["profile"], f"Allowed: {', '.join(PROFILES)}.")
-    if "device" in p and not (p["device"] in DEVICES or str(p["device"]).startswith("cuda:")):
-        _fail("device", p["device"], f"Allowed: {', '.join(DEVICES)} or cuda:N.")
-    if "seed" in p and (not isinstance(p["seed"], int) or p["seed"] < 0):
-        _fail("seed", p["seed"], "Use a non-negative integer.")
-    for key in LIST_KEYS:
-        if key in p and not isinstance(p[key], (list, tuple)):
-            _fail(key, p[key], "Use a list (papermill's -p passes lists as strings: use -y or -f YAML).")
-    for key in POSITIVE_INT_KEYS:
-        if key in p and (not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] <= 0):
-            _fail(key, p[key], "Use a positive integer.")
-    for key in ("victim_dataset",):
-        if key in p and p[key] not in DATASETS:
-            _fail(key, p[key], f"Known data sets: {', '.join(DATASETS)}.")
-    for key in ("query_sets", "downstream_sets", "imagenet_query_sets", "imagenet_downstream_sets"):
-        for name in p.get(key, []):
-            if name not in DATASETS:
-                _fail(key, name, f"Known data sets: {', '.join(DATASETS)}.")
-    for loss in [*p.get("losses", []), *p.get("curve_losses", []), *p.get("defense_losses", []),
-                 *p.get("imagenet_losses", [])]:
-        if loss not in LOSSES:
-            _fail("losses", loss, f"Known losses: {', '.join(LOSSES)}.")
-    for budget in [*p.get("budgets", []), *p.get("leak_budgets", []), *p.get("imagenet_budgets", [])]:
-        if not isinstance(budget, int) or budget <= 0:
-            _fail("budgets", budget, "Each budget is a positive number of queries.")
-    if "probe_cs" in p and (not isinstance(p["probe_cs"], (list, tuple)) or not p["probe_cs"]
-                            or any(not isinstance(c, (int, float)) or c <= 0 for c in p["probe_cs"])):
-        _fail("probe_cs", p["probe_cs"], "Use a non-empty list of positive inverse regularisation strengths.")
-    if "budget" in p and (not isinstance(p["budget"], int) or p["budget"] <= 0):
-        _fail("budget", p["budget"], "Use a positive number of queries.")
-    if "budget" in p and p.get("budgets") and max(p["budgets"]) > p["budget"]:
-        _fail("budgets", p["budgets"], f"Each must be at most budget={p['budget']} (the query pool's size).")
-    for seed in p.get("seeds", []):
-        if not isinstance(seed, int) or seed < 0:
-            _fail("seeds", seed, "Each seed is a non-negative integer.")
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check(name: str, value: Any) -> Any:
+    """Check one value against the schema; returns it (lists as lists). Raises ``ValueError``
+    naming the allowed values, or ``KeyError``-style ``ValueError`` for an unknown name."""
+    if name not in _FIELDS:
+        raise ValueError(unknown_message(name))
+    meta = _FIELDS[name].metadata
+    kind = meta["kind"]
+    list_kinds = ("datasets", "losses", "budgets", "seeds", "floats+", "floats0")
+    if kind in list_kinds:
+        if not isinstance(value, (list, tuple)):
+            _fail(name, value, "Use a list (papermill's -p passes lists as strings: use -y or -f YAML).")
+        value = list(value)
+    if kind == "choice" and value not in meta["choices"]:
+        _fail(name, value, f"Allowed: {', '.join(meta['choices'])}.")
+    elif kind == "device" and not (value in DEVICES or str(value).startswith("cuda:")):
+        _fail(name, value, f"Allowed: {', '.join(DEVICES)} or cuda:N.")
+    elif kind == "int+" and (not _is_int(value) or value <= 0):
+        _fail(name, value, "Use a positive integer.")
+    elif kind == "int0" and (not _is_int(value) or value < 0):
+        _fail(name, value, "Use a non-negative integer.")
+    elif kind == "float+" and (not _is_number(value) or value <= 0):
+        _fail(name, value, "Use a positive number.")
+    elif kind == "float0" and (not _is_number(value) or value < 0):
+        _fail(name, value, "Use a non-negative number.")
+    elif kind in ("str", "path") and not isinstance(value, str):
+        _fail(name, value, "Use a string.")
+    elif kind == "dataset" and value not in DATASETS:
+        _fail(name, value, f"Known data sets: {', '.join(DATASETS)}.")
+    elif kind == "datasets":
+        for v in value:
+            if v not in DATASETS:
+                _fail(name, v, f"Known data sets: {', '.join(DATASETS)}.")
+    elif kind == "losses":
+        for v in value:
+            if v not in LOSSES:
+                _fail(name, v, f"Known losses: {', '.join(LOSSES)}.")
+    elif kind == "budgets":
+        for v in value:
+            if not _is_int(v) or v <= 0:
+                _fail(name, v, "Each budget is a positive number of queries.")
+    elif kind == "seeds":
+        for v in value:
+            if not _is_int(v) or v < 0:
+                _fail(name, v, "Each seed is a non-negative integer.")
+    elif kind in ("floats+", "floats0"):
+        if not value or any(not _is_number(v) or (v <= 0 if kind == "floats+" else v < 0) for v in value):
+            _fail(name, value, "Use a non-empty list of " + ("positive" if kind == "floats+" else "non-negative")
+                  + " numbers.")
+    elif kind == "loss_settings":
+        if not isinstance(value, Mapping):
+            _fail(name, value, "Use a mapping {loss: {parameter: value}} (YAML, -y or -f).")
+        for loss, settings in value.items():
+            if loss not in LOSSES:
+                _fail(name, loss, f"Known losses: {', '.join(LOSSES)}.")
+            if not isinstance(settings, Mapping):
+                _fail(name, settings, f"The settings of {loss!r} must be a mapping of loss parameters.")
+            try:
+                get_loss(loss, **settings)  # the loss itself names its allowed parameters
+            except TypeError as err:
+                _fail(name, {loss: dict(settings)}, str(err))
+        value = {k: dict(v) for k, v in value.items()}
+    return value
+
+
+def _check_together(p: Params) -> None:
+    if max(p.budgets) > p.budget:
+        _fail("budgets", p.budgets, f"Each must be at most budget={p.budget} (the query pool's size).")
+
+
+def profile_overrides(profile: str) -> dict[str, Any]:
+    """The values ``params/<profile>.yaml`` sets (following its ``base`` chain), unchecked."""
+    if profile not in PROFILES:
+        _fail("profile", profile, f"Allowed: {', '.join(PROFILES)}.")
+    path = PROFILE_DIR / f"{profile}.yaml"
+    raw = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    raw.pop("experiments", None)  # the full profile's paper-scale pipeline (encsteal.experiments.paper_scale)
+    raw.pop("tiny", None)
+    base = raw.pop("base", None)
+    values = profile_overrides(base) if base else {}
+    values.update(raw)
+    values["profile"] = profile
+    return values
+
+
+def resolve(profile: str = "quick", overrides: Mapping[str, Any] | None = None,
+            chapter: str | None = None) -> Params:
+    """Schema defaults, then the profile's values, then ``overrides`` (``None`` values ignored),
+    all checked. With ``chapter``, an override that chapter does not declare is an error."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for name in given:
+        if name not in _FIELDS:
+            raise ValueError(unknown_message(name, chapter))
+        if chapter is not None and name not in chapter_parameters(chapter) and name != "profile":
+            users = ", ".join(_FIELDS[name].metadata["chapters"])
+            raise ValueError(f"Parameter {name!r} is not used by chapter {chapter!r} (it belongs to: {users}). "
+                             f"The parameters of {chapter!r} are: {', '.join(chapter_parameters(chapter))}.")
+    profile = given.get("profile", profile)
+    values = {**profile_overrides(check("profile", profile)), **given}
+    p = replace(Params(), **{k: check(k, v) for k, v in values.items()})
+    _check_together(p)
     return p
 
 
-def victim_config(p: Mapping[str, Any], method: str = "simclr", seed: int | None = None) -> VictimConfig:
-    """The victim a chapter uses, from its parameters (the shipped victims match quick.yaml)."""
-    return VictimConfig(method=method, dataset=p.get("victim_dataset", "fmnist"), num_train=p["victim_num_train"],
-                        epochs=p["victim_epochs"], temperature=p.get("victim_temperature", 0.2),
-                        lr=p.get("victim_lr", 2e-3), seed=p.get("victim_seed", 0) if seed is None else seed)
+def validate(values: Mapping[str, Any], chapter: str | None = None) -> Params:
+    """Resolve the parameters ``values`` sets (a mapping of names; ``profile`` picks the profile)."""
+    return resolve(values.get("profile") or "quick", values, chapter)
 
 
-def probe_sizes(p: Mapping[str, Any]) -> dict[str, int]:
-    return {"probe_train": p["probe_train"], "probe_val": p["probe_val"], "probe_test": p["probe_test"]}
+# ---- the configurations the parameters imply ------------------------------------------------
+
+def victim_config(p: Params, method: str = "simclr", seed: int | None = None) -> VictimConfig:
+    """The chapters' victim (the shipped victims match the quick profile)."""
+    return VictimConfig(method=method, dataset=p.victim_dataset, num_train=p.victim_num_train, epochs=p.victim_epochs,
+                        temperature=p.victim_temperature, lr=p.victim_lr,
+                        seed=p.victim_seed if seed is None else seed)
 
 
-def other_data_config(p: Mapping[str, Any]) -> VictimConfig:
+def probe_sizes(p: Params) -> dict[str, int]:
+    return {"probe_train": p.probe_train, "probe_val": p.probe_val, "probe_test": p.probe_test}
+
+
+def other_data_config(p: Params) -> VictimConfig:
     """An independent SimCLR model on other data (MNIST-5k, seed 7): a watermark control."""
-    q = {**p, "victim_dataset": "mnist5k", "victim_num_train": min(int(p["victim_num_train"]), 4000)}
-    return victim_config(q, seed=7)
+    return replace(victim_config(p, seed=7), dataset="mnist5k", num_train=min(p.victim_num_train, 4000))
 
 
-def reference_configs(p: Mapping[str, Any]) -> list[VictimConfig]:
+def reference_configs(p: Params) -> list[VictimConfig]:
     """Independent SimCLR references for the watermark test: the victim's data, other seeds."""
-    return [replace(victim_config(p), seed=s, epochs=p.get("reference_epochs") or p["victim_epochs"])
-            for s in p["reference_seeds"]]
+    return [replace(victim_config(p), seed=s, epochs=p.reference_epochs) for s in p.reference_seeds]
 
 
-def watermark_config(p: Mapping[str, Any]) -> "WatermarkConfig":
+def watermark_config(p: Params) -> WatermarkConfig:
     from encsteal.watermark import WatermarkConfig
 
-    return WatermarkConfig(task=p.get("watermark_task", "binary"), epochs=p["watermark_epochs"], lr=1e-3,
-                           seed=p.get("seed", 0))
+    return WatermarkConfig(task=p.watermark_task, epochs=p.watermark_epochs, lr=1e-3, seed=p.seed)
+
+
+def loss_params(p: Params, loss: str) -> dict[str, Any]:
+    """The profile's settings of ``loss`` (empty: the loss's own defaults)."""
+    return dict(p.loss_settings.get(loss, {}))
+
+

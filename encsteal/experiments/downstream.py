@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +10,7 @@ from torch import nn
 
 from encsteal.data import role_splits
 from encsteal.data.imageset import ImageSet
+from encsteal.params import Params, probe_sizes
 from encsteal.fidelity import linear_cka, mean_cosine_similarity
 from encsteal.probe import DEFAULT_CS, FittedProbe, extract_features, fit_probe, few_label_indices, knn_accuracy
 
@@ -67,3 +68,13 @@ def evaluate(encoder: nn.Module | None, task: Downstream) -> dict[str, float]:
         "cosine": mean_cosine_similarity(test_x, vict_x) if same else float("nan"),
         "cka": linear_cka(test_x, vict_x),
     }
+
+
+def downstream_tasks(p: Params, victim: nn.Module, names: Sequence[str], own_dataset: str | None = None,
+                     victim_images: int = 0) -> list[Downstream]:
+    """The chapter's downstream tasks with the victim's side computed once. On ``own_dataset`` (the
+    victim's training set) the probe splits are drawn after the victim's ``victim_images`` training
+    images, so they never overlap them."""
+    sizes = probe_sizes(p)
+    return [prepare_downstream(name, victim, {"victim": victim_images, **sizes} if name == own_dataset else sizes,
+                               p.few_label_per_class, p.seed, tuple(p.probe_cs)) for name in names]

@@ -1,8 +1,9 @@
 """Verdicts are computed from numbers: each judge says 'reproduced' or not on constructed inputs."""
 
 import pandas as pd
+import pytest
 
-from encsteal import claims
+from encsteal.experiments import claims
 
 
 def _loss_results(values):
@@ -49,3 +50,20 @@ def test_leakage_and_cost():
     assert claims.judge_cost(r).verdict == "reproduced"
     r["values"]["steal_usd"] = 20.0
     assert claims.judge_cost(r).verdict == "not reproduced"
+
+
+def test_a_stale_chapter_is_an_error_and_a_missing_one_not_evaluated():
+    from encsteal.notebook import StaleResults
+
+    def missing(chapter):
+        raise FileNotFoundError(chapter)
+
+    table = claims.judge_all(missing)
+    assert set(table.verdict) == {"not evaluated"}
+    assert claims.verdict_counts(table)["n_missing"] == len(table)
+
+    def stale(chapter):
+        raise StaleResults(chapter)
+
+    with pytest.raises(StaleResults):
+        claims.judge_all(stale)

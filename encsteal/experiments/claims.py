@@ -1,6 +1,6 @@
 """The paper's claims, each judged by code from the numbers the chapters measured.
 
-Every ``judge_*`` function takes a chapter's saved results (``encsteal.notebook.save_results``)
+Every ``judge_*`` function takes a chapter's saved results (``encsteal.notebook.Chapter.save_results``)
 and returns a :class:`Verdict`. Thresholds are stated in each docstring and in the book.
 """
 
@@ -146,7 +146,9 @@ def not_evaluated(claim: str, why: str) -> Verdict:
 
 
 def judge_all(load: Callable[[str], Mapping[str, Any]]) -> pd.DataFrame:
-    """Every claim, with whatever chapters have results (``load(chapter)`` raises if missing)."""
+    """Every claim, with whatever chapters have results: ``load(chapter)`` raises
+    ``FileNotFoundError`` for a chapter that has none (its claims are "not evaluated"); any other
+    error, such as results of another run (:class:`encsteal.notebook.StaleResults`), propagates."""
     verdicts = []
 
     def attempt(chapter: str, claim: str, fn: Callable[[Mapping[str, Any]], Verdict]) -> None:
@@ -166,3 +168,14 @@ def judge_all(load: Callable[[str], Mapping[str, Any]]) -> pd.DataFrame:
             lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]))
     attempt("api_cost", "Stealing costs far less than training.", judge_cost)
     return pd.DataFrame([v.__dict__ for v in verdicts])
+
+
+VERDICTS: tuple[str, ...] = ("reproduced", "partly reproduced", "not reproduced", "not evaluated")
+
+
+def verdict_counts(verdicts: pd.DataFrame) -> dict[str, int]:
+    """How many claims got each verdict (for the page's prose)."""
+    counts = verdicts.verdict.value_counts()
+    keys = {"reproduced": "n_reproduced", "partly reproduced": "n_partly", "not reproduced": "n_not",
+            "not evaluated": "n_missing"}
+    return {"n_claims": len(verdicts), **{key: int(counts.get(v, 0)) for v, key in keys.items()}}
