@@ -330,6 +330,42 @@ def test_ship_copies_checks_and_prunes(tmp_path, monkeypatch):
                        torch.ones(2))
 
 
+class _RecordingCache(ResultCache):
+    def put(self, kind, config, tensors, meta):
+        (self.root.parent / f"put-{os.environ['RANK']}").touch()
+        return super().put(kind, config, tensors, meta)
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    from encsteal import distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    distributed.init_from_env(backend="gloo")
+
+    def compute():
+        (Path(out) / f"computed-{rank}").touch()
+        return {"x": torch.full((2,), float(rank))}, {}
+
+    tensors, _ = _RecordingCache(Path(out) / "cache", shipped=()).get_or_compute("tiny", {"ddp": 1}, compute)
+    assert torch.equal(tensors["x"], torch.full((2,), float(rank))), "each process keeps its own result"
+    distributed.shutdown()
+
+
+def test_under_ddp_only_rank_0_writes(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    assert {p.name for p in tmp_path.iterdir() if p.is_file()} == {"computed-0", "computed-1", "put-0"}
+    entry = _no_warnings_get(ResultCache(tmp_path / "cache", shipped=()), "tiny", {"ddp": 1})
+    assert entry is not None and torch.equal(entry[0]["x"], torch.zeros(2))
+
+
 # ---- checkpoints --------------------------------------------------------------------------------
 
 def test_checkpoint_roundtrip_strict_and_checksum(tmp_path):
