@@ -193,25 +193,27 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
     cache = cache if cache is not None else ResultCache()
     encoder, classifier = build_stolen(config, api, c, size)
     modules = {"encoder": encoder} | ({"classifier": classifier} if classifier is not None else {})
-    hit = cache.get("stolen", key)
-    if hit is not None:
-        tensors, meta = hit
+
+    def load(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> StealResult:
         load_flat_state(modules, tensors)
         rec = meta["record"]
-        api.record_replayed_queries(user, int(rec["queries"]))
+        api.record_replayed_queries(user, int(rec["queries"]))  # a cached attack still counts its queries
         return StealResult(encoder.eval(), rec["queries"], rec["spent"], rec["loss_curve"], rec["seconds"],
                            config, True, rec["images"])
-    if dist_info().enabled and api.defenses:
-        raise ValueError("A defended API keeps per-user query state, which DDP would split between "
-                         "processes: attack it from a single process (no torchrun).")
-    result = _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress,
-                         options)
-    if dist_info().is_main:
-        cache.put("stolen", key, flat_state(modules),
-                  {"record": {"queries": result.queries, "spent": result.spent, "loss_curve": result.loss_curve,
-                              "seconds": result.seconds, "images": result.record_images}})
-    barrier()
-    return result
+
+    def compute() -> StealResult:
+        if dist_info().enabled and api.defenses:
+            raise ValueError("A defended API keeps per-user query state, which DDP would split between "
+                             "processes: attack it from a single process (no torchrun).")
+        return _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress,
+                           options)
+
+    def save(result: StealResult) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return flat_state(modules), {"record": {"queries": result.queries, "spent": result.spent,
+                                                "loss_curve": result.loss_curve, "seconds": result.seconds,
+                                                "images": result.record_images}}
+
+    return cache.get_or_compute("stolen", key, compute, save, load)
 
 
 def stream_fingerprint(images: torch.Tensor, rows: int = 4096) -> str:

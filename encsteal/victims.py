@@ -206,20 +206,18 @@ def train_victim(config: VictimConfig, cache: ResultCache | None = None, device:
     """
     cache = cache if cache is not None else ResultCache()
     data = data if data is not None else victim_training_set(config)
-    key = victim_cache_key(config, options)
-    hit = cache.get("victim", key)
-    if hit is not None:
-        tensors, meta = hit
+
+    def load(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Victim:
         c, h, _ = data.shape
         encoder, head = build_victim_modules(config, c, h, max(data.num_classes, 1))
         load_flat_state({"encoder": encoder, "head": head}, tensors)
         return Victim(config, encoder.eval(), head.eval(), data.classes, meta.get("record", {}))
-    victim = fit_victim(config, data, device, progress, options)
-    if dist_info().is_main:
-        cache.put("victim", key, flat_state({"encoder": victim.encoder, "head": victim.head}),
-                  {"record": victim.record})
-    barrier()
-    return victim
+
+    def save(victim: Victim) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return flat_state({"encoder": victim.encoder, "head": victim.head}), {"record": victim.record}
+
+    return cache.get_or_compute("victim", victim_cache_key(config, options),
+                                lambda: fit_victim(config, data, device, progress, options), save, load)
 
 
 def with_overrides(config: VictimConfig, **changes: Any) -> VictimConfig:

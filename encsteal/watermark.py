@@ -279,18 +279,22 @@ def embed_watermark(victim: Victim, config: WatermarkConfig = WatermarkConfig(),
     encoder.load_state_dict(victim.encoder.state_dict())
     head.load_state_dict(victim.head.state_dict())
     key = _watermark_key(victim, config)
-    hit = cache.get("watermarked_victim", key)
-    if hit is not None:
-        tensors, meta = hit
+
+    def load(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> WatermarkedVictim:
         mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
         load_flat_state({"encoder": encoder, "head": head, "mlp": mlp}, tensors)
         return WatermarkedVictim(victim.config, config, encoder.eval(), head.eval(), mlp.eval().requires_grad_(False),
                                  data.classes, meta.get("record", {}))
-    encoder, head, mlp, record = fit_watermark(encoder, head, data.images, config, victim.config.temperature,
-                                               device, progress)
-    cache.put("watermarked_victim", key, flat_state({"encoder": encoder, "head": head, "mlp": mlp}),
-              {"record": record})
-    return WatermarkedVictim(victim.config, config, encoder, head, mlp, data.classes, record)
+
+    def compute() -> WatermarkedVictim:
+        enc, hd, mlp, record = fit_watermark(encoder, head, data.images, config, victim.config.temperature, device,
+                                             progress)
+        return WatermarkedVictim(victim.config, config, enc, hd, mlp, data.classes, record)
+
+    def save(wm: WatermarkedVictim) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return flat_state({"encoder": wm.encoder, "head": wm.head, "mlp": wm.mlp}), {"record": wm.record}
+
+    return cache.get_or_compute("watermarked_victim", key, compute, save, load)
 
 
 def train_watermarked_victim(victim_config: VictimConfig, config: WatermarkConfig, cache: ResultCache | None = None,
@@ -306,18 +310,22 @@ def train_watermarked_victim(victim_config: VictimConfig, config: WatermarkConfi
     seed_everything(victim_config.seed)
     encoder, head = build_victim_modules(victim_config, c, h, max(data.num_classes, 1))
     key = {"base": victim_config, "from_scratch": True, "watermark": config}
-    hit = cache.get("watermarked_victim", key)
-    if hit is not None:
-        tensors, meta = hit
+
+    def load(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> WatermarkedVictim:
         mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
         load_flat_state({"encoder": encoder, "head": head, "mlp": mlp}, tensors)
         return WatermarkedVictim(victim_config, config, encoder.eval(), head.eval(), mlp.eval().requires_grad_(False),
                                  data.classes, meta.get("record", {}))
-    encoder, head, mlp, record = fit_watermark(encoder, head, data.images, config, victim_config.temperature,
-                                               device, progress)
-    cache.put("watermarked_victim", key, flat_state({"encoder": encoder, "head": head, "mlp": mlp}),
-              {"record": record})
-    return WatermarkedVictim(victim_config, config, encoder, head, mlp, data.classes, record)
+
+    def compute() -> WatermarkedVictim:
+        enc, hd, mlp, record = fit_watermark(encoder, head, data.images, config, victim_config.temperature, device,
+                                             progress)
+        return WatermarkedVictim(victim_config, config, enc, hd, mlp, data.classes, record)
+
+    def save(wm: WatermarkedVictim) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return flat_state({"encoder": wm.encoder, "head": wm.head, "mlp": wm.mlp}), {"record": wm.record}
+
+    return cache.get_or_compute("watermarked_victim", key, compute, save, load)
 
 
 # ---- verification -----------------------------------------------------------------------------
