@@ -24,16 +24,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from encsteal.book import load_profile
 from encsteal.cache import SHIPPED_DIR, EntryStatus, ResultCache, atomic_write_bytes, inspect_entry
-from encsteal.params import other_data_config, reference_configs, victim_config, watermark_config
+from encsteal.params import other_data_config, reference_configs, resolve, victim_config, watermark_config
 from encsteal.victims import VictimConfig, train_victim, victim_cache_key
 from encsteal.watermark import _watermark_key, embed_watermark
 
 
 def victim_plan(profile: str) -> list[tuple[str, VictimConfig]]:
     """(name, configuration) of every shipped victim of ``profile`` (the watermarked one aside)."""
-    p = load_profile(profile)
+    p = resolve(profile)
     plan = [("fmnist_simclr", victim_config(p)), ("fmnist_supervised", victim_config(p, method="supervised"))]
     return plan + [(f"{cfg.dataset}_simclr_seed{cfg.seed}_{cfg.epochs}ep", cfg)
                    for cfg in [*reference_configs(p), other_data_config(p)]]
@@ -44,7 +43,7 @@ def build_all(profile: str, cache: ResultCache) -> list[tuple[str, str, Any]]:
     plan = victim_plan(profile)
     victim = train_victim(plan[0][1], cache)
     train_victim(plan[1][1], cache)
-    wcfg = watermark_config(load_profile(profile))
+    wcfg = watermark_config(resolve(profile))
     embed_watermark(victim, wcfg, cache)
     for _, cfg in plan[2:]:
         train_victim(cfg, cache)
@@ -105,7 +104,7 @@ def expected_status(profile: str, root: Path = SHIPPED_DIR) -> list[tuple[str, s
         if base is None:
             rows.append(("fmnist_simclr_watermarked", "unknown (its base victim fmnist_simclr is missing)"))
         else:
-            key = _watermark_key(base, watermark_config(load_profile(profile)))
+            key = _watermark_key(base, watermark_config(resolve(profile)))
             rows.append(("fmnist_simclr_watermarked",
                          "found" if reader.get("watermarked_victim", key) is not None else "missing"))
     return rows

@@ -57,8 +57,8 @@ def test_unknown_kind_is_an_error(tmp_path):
 
 def test_compute_outside_the_kinds_code_is_refused(tmp_path):
     compute = _counting([])
-    compute.__module__ = "encsteal.claims"  # pretend the result is computed by code the key does not cover
-    with pytest.raises(RuntimeError, match="encsteal.claims"):
+    compute.__module__ = "encsteal.experiments.claims"  # pretend the result is computed by code the key does not cover
+    with pytest.raises(RuntimeError, match="encsteal.experiments.claims"):
         ResultCache(tmp_path).get_or_compute("tiny", {"c": 1}, compute)
 
 
@@ -93,7 +93,7 @@ def test_closure_of_the_real_kinds():
     victim = dependency_closure(KINDS["victim"].module)
     assert {"encsteal", "encsteal.models", "encsteal.models.convnet", "encsteal.training", "encsteal.data.splits",
             "encsteal.cache"} <= set(victim)
-    assert "encsteal.claims" not in victim and "encsteal.attack" not in victim
+    assert "encsteal.experiments.claims" not in victim and "encsteal.attack" not in victim
     watermark = dependency_closure(KINDS["watermarked_victim"].module)
     assert "encsteal.attack" in watermark, "imported inside build_transferability"
     assert set(victim) <= set(watermark)
@@ -130,9 +130,9 @@ def test_editing_a_dependency_recomputes_and_an_unrelated_module_does_not(tmp_pa
     pkg = tmp_path / "copy"
     shutil.copytree(PACKAGE_DIR, pkg / "encsteal", ignore=shutil.ignore_patterns("__pycache__"))
     dependency = pkg / "encsteal" / "models" / "convnet.py"  # attack -> models -> models.convnet
-    unrelated = pkg / "encsteal" / "claims.py"
+    unrelated = pkg / "encsteal" / "experiments" / "claims.py"
     closure = dependency_closure("encsteal.attack")
-    assert "encsteal.models.convnet" in closure and "encsteal.claims" not in closure
+    assert "encsteal.models.convnet" in closure and "encsteal.experiments.claims" not in closure
     assert "encsteal.models.convnet" not in direct_imports("encsteal.attack"), "a transitive dependency"
     env = {**os.environ, "PYTHONPATH": str(pkg), "OMP_NUM_THREADS": "1"}
 
