@@ -23,7 +23,7 @@ import torch
 from encsteal.attack import StealConfig
 from encsteal.cache import ResultCache
 from encsteal.data import role_splits
-from encsteal.defense_eval import plot_tradeoff, tradeoff_table, victim_output_std
+from encsteal.experiments.defenses import plot_tradeoff, tradeoff_table, victim_output_std
 from encsteal.models import build_encoder
 from encsteal.probe import evaluate_encoder
 from encsteal.report import encoder_table

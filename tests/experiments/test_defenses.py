@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from encsteal.attack import StealConfig
 from encsteal.cache import ResultCache
 from encsteal.data import role_splits
-from encsteal.defense_eval import augmented_pair_stream, plot_tradeoff, tradeoff_table, victim_output_std
+from encsteal.experiments.defenses import augmented_pair_stream, plot_tradeoff, tradeoff_table, victim_output_std
 from encsteal.probe import evaluate_encoder
 from encsteal.victims import VictimConfig, train_victim
 
