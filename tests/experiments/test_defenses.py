@@ -1,5 +1,10 @@
-"""The defense trade-off table and plot on a tiny victim."""
+"""Chapter 4: the defense trade-off table and plot on a tiny victim; its headline and views on
+synthetic tables."""
 
+import math
+
+import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -7,7 +12,9 @@ from matplotlib.figure import Figure
 from encsteal.attack import StealConfig
 from encsteal.cache import ResultCache
 from encsteal.data import role_splits
-from encsteal.experiments.defenses import augmented_pair_stream, plot_tradeoff, tradeoff_table, victim_output_std
+from encsteal.experiments.defenses import (attack_configs, attacker_columns, augmented_pair_stream, headline,
+                                           plot_tradeoff, tradeoff_table, tradeoff_view, victim_output_std)
+from encsteal.experiments.losses import LOSS_PARAMS
 from encsteal.probe import evaluate_encoder
 from encsteal.victims import VictimConfig, train_victim
 
@@ -40,6 +47,7 @@ def test_noise_tradeoff_table(setup):
     assert isinstance(fig, Figure)
     labels = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes]
     assert all(x and y for x, y in labels)
+    plt.close(fig)
 
 
 def test_duplicate_detector_tradeoff_reports_detection(setup):
@@ -64,3 +72,59 @@ def test_unknown_defense_and_strength_parameter(setup):
         tradeoff_table(victim, splits, "dp", [1.0], {})
     with pytest.raises(ValueError, match="Allowed: k, seed"):
         tradeoff_table(victim, splits, "truncation", [1], {}, strength_param="std")
+
+
+def _synthetic_noise_table() -> pd.DataFrame:
+    table = pd.DataFrame({"strength": [0.0, 1.0, 10.0], "legit": [80.0, 60.0, 20.0],
+                          "attacker_mse": [70.0, 65.0, 55.0], "attacker_infonce": [75.0, 60.0, 58.0],
+                          "seconds": [1.0, 1.0, 1.0]})
+    table.attrs.update({"defense": "noise", "strength_param": "std", "params": {"mean": 0.0, "reference_std": 0.25}})
+    return table
+
+
+def test_headline_reads_the_weakest_and_strongest_rows():
+    table = _synthetic_noise_table().iloc[[1, 2, 0]].reset_index(drop=True)  # row order must not matter
+    values = headline(table, ["mse", "infonce"])
+    assert values == {"ref_std": 0.25, "legit_clean": 80.0, "legit_strong": 20.0, "attacker_clean": 75.0,
+                      "attacker_strong": 58.0, "max_strength": 10.0}
+    assert headline(table, ["mse"])["attacker_clean"] == 70.0  # only the attackers asked for
+    table.attrs["params"] = {}
+    assert math.isnan(headline(table, ["mse"])["ref_std"])  # absolute strengths: no reference std
+
+
+def test_headline_rejects_missing_attackers_and_empty_tables():
+    with pytest.raises(ValueError, match="attacker_softnn"):
+        headline(_synthetic_noise_table(), ["softnn"])
+    with pytest.raises(ValueError, match="at least one strength"):
+        headline(_synthetic_noise_table().iloc[:0], ["mse"])
+
+
+def test_attacker_columns_skip_the_flag_rate():
+    table = _synthetic_noise_table().assign(attacker_flagged=0.0)
+    assert attacker_columns(table) == ["attacker_mse", "attacker_infonce"]
+
+
+def test_tradeoff_view_indexes_by_strength_and_rounds():
+    table = _synthetic_noise_table().assign(legit=[80.123, 60.0, 20.0])
+    view = tradeoff_view(table, decimals=1)
+    assert view.index.name == "strength" and list(view.index) == [0.0, 1.0, 10.0]
+    assert view.loc[0.0, "legit"] == 80.1 and "strength" not in view.columns
+
+
+def test_attack_configs_one_per_loss_and_an_augmented_views_attack():
+    attacks = attack_configs(["mse", "infonce"], epochs=3, seed=7, views_loss="infonce", views=2)
+    assert list(attacks) == ["mse", "infonce", "infonce_views"]
+    assert attacks["infonce"].loss_params == LOSS_PARAMS["infonce"] and attacks["mse"].epochs == 3
+    assert attacks["infonce_views"].augment == "views" and attacks["infonce_views"].views == 2
+    assert all(a.seed == 7 for a in attacks.values())
+    assert list(attack_configs(["mse"], 1, 0)) == ["mse"]
+
+
+def test_plot_tradeoff_is_a_pyplot_figure_the_notebook_can_show():
+    fig = plot_tradeoff(_synthetic_noise_table(), "noise")
+    try:
+        assert plt.fignum_exists(fig.number)  # managed by pyplot: plt.show() renders it in a notebook
+        assert [ax.get_xlabel() for ax in fig.axes] == ["defense strength (noise std)", "legitimate user's accuracy (%)"]
+        assert len(fig.axes[0].lines) == 3  # legitimate user and two attackers
+    finally:
+        plt.close(fig)
