@@ -24,11 +24,12 @@ from encsteal.attack import StealConfig
 from encsteal.cache import ResultCache
 from encsteal.data import role_splits
 from encsteal.experiments.defenses import plot_tradeoff, tradeoff_table, victim_output_std
+from encsteal.experiments.watermark import build_transferability
 from encsteal.models import build_encoder
 from encsteal.probe import evaluate_encoder
 from encsteal.report import encoder_table
 from encsteal.victims import VictimConfig, train_victim
-from encsteal.watermark import WatermarkConfig, build_transferability, embed_watermark
+from encsteal.watermark import WatermarkConfig, embed_watermark
 
 SIZES = {"victim": 10000, "probe_train": 5000, "probe_val": 1000, "query": 2000, "probe_test": 2000}
 
