@@ -27,12 +27,6 @@ def loss_table() -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("loss")
 
 
-IMAGENET_TABLE_NOTE = (
-    "Paper's ImageNet table (slides): linear-probe top-1 (%) on each downstream set at 224 px. "
-    "Victim = SimSiam ResNet-50 (self-supervised, 100 epochs, batch 256), 2048-d. Which loss and "
-    "temperature produced each stolen row is unverified (most likely InfoNCE); how 250K SVHN queries "
-    "were formed from 73,257 SVHN training images is not stated."
-)
 
 
 def imagenet_table() -> pd.DataFrame:

@@ -25,29 +25,28 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
-from encsteal.api import EncoderAPI, module_fingerprint
+from encsteal.api import module_fingerprint
 from encsteal.augment import Augment
 from encsteal.cache import ResultCache
 from encsteal.checkpoint import flat_state, load_flat_state
 from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt, to_float
 from encsteal.losses import nt_xent
-from encsteal.probe import evaluate_encoder, extract_features
+from encsteal.probe import extract_features
 from encsteal.runtime import channels_last, resolve_device, seed_everything
 from encsteal.training import cosine_with_warmup, make_optimizer, shuffled_batches, steps_per_epoch
-from encsteal.victims import Victim, VictimConfig, build_victim_modules, train_victim, victim_training_set
+from encsteal.victims import Victim, VictimConfig, build_victim_modules, victim_training_set
 
 TASKS: dict[str, int] = {"binary": 2, "four_way": 4}
 """Rotation tasks and their number of classes."""
@@ -432,100 +431,3 @@ def ownership_test(suspect: float, references: Sequence[float], alpha: float = 0
     p_value = float(dist.sf(statistic))
     threshold = mean + float(dist.ppf(1 - alpha)) * scale
     return OwnershipDecision(bool(p_value < alpha), p_value, threshold, statistic, mean, std, n, alpha, method)
-
-
-def transferability_table(watermarked: WatermarkedVictim, suspects: Mapping[str, tuple[str, nn.Module]],
-                          references: Mapping[str, nn.Module], images: ImageSet | torch.Tensor,
-                          alpha: float = 0.05, method: str = "prediction", seed: int = 0,
-                          probe_splits: Mapping[str, ImageSet] | None = None) -> pd.DataFrame:
-    """One row per model: role, watermark accuracy (%), Wilson 95% interval, p-value, the
-    threshold (%) and the decision of :func:`ownership_test` against ``references``.
-
-    ``suspects`` maps a name to (role, encoder). References are listed too, each tested against
-    the other references (leave-one-out). With ``probe_splits`` a linear-probe accuracy column
-    (the downstream usefulness, and for the victim the watermark's cost) is added.
-    """
-    task = watermarked.config.task
-    ref_scores = {name: watermark_accuracy(enc, watermarked.mlp, images, task, seed)
-                  for name, enc in references.items()}
-    ref_acc = [s.accuracy for s in ref_scores.values()]
-    rows = []
-
-    def row(name: str, role: str, encoder: nn.Module, score: WatermarkScore, others: list[float], against: str):
-        r: dict[str, Any] = {"model": name, "role": role, "watermark_acc": 100 * score.accuracy,
-                             "ci_low": 100 * score.ci_low, "ci_high": 100 * score.ci_high}
-        if len(others) >= 2:
-            d = ownership_test(score.accuracy, others, alpha, method, score.n)
-            r |= {"p_value": d.p_value, "threshold": 100 * d.threshold, "stolen": d.stolen}
-        else:
-            r |= {"p_value": float("nan"), "threshold": float("nan"), "stolen": None}
-        r["tested_against"] = against
-        if probe_splits is not None:
-            r["probe"] = 100 * evaluate_encoder(encoder, dict(probe_splits)).accuracy
-        rows.append(r)
-
-    for name, (role, encoder) in suspects.items():
-        row(name, role, encoder, watermark_accuracy(encoder, watermarked.mlp, images, task, seed), ref_acc,
-            f"{len(ref_acc)} references")
-    for name, encoder in references.items():
-        others = [s.accuracy for k, s in ref_scores.items() if k != name]
-        row(name, "reference", encoder, ref_scores[name], others, f"{len(others)} other references")
-    return pd.DataFrame(rows).set_index("model")
-
-
-def build_transferability(watermarked: WatermarkedVictim, splits: Mapping[str, ImageSet],
-                          steal_configs: Mapping[str, Any], budgets: Sequence[int] = (500, 2000),
-                          reference_seeds: Sequence[int] = (1, 2, 3), reference_epochs: int | None = None,
-                          other_data: Sequence[VictimConfig] = (), original: Victim | None = None,
-                          control_steal: str | None = None, eval_role: str = "probe_test", alpha: float = 0.05,
-                          method: str = "prediction", probe: bool = True, cache: ResultCache | None = None,
-                          progress: bool = False) -> pd.DataFrame:
-    """Train/load everything and build the transferability table (NOTES 7).
-
-    Rows: the watermarked victim; stolen copies of it (each of ``steal_configs`` x ``budgets``
-    queries, the first images of ``splits["query"]``); independent SimCLR references trained on
-    the victim's data with ``reference_seeds`` (``reference_epochs`` if given, else the victim's);
-    models trained on ``other_data``; optionally the ``original`` victim before watermarking
-    (same lineage: not independent) and a copy stolen with ``control_steal`` from the first
-    reference (stealing an unwatermarked model should not carry the watermark). Watermark
-    accuracy is measured on ``splits[eval_role]``.
-    """
-    from encsteal.attack import steal  # local import: attack does not depend on watermarking
-
-    cache = cache if cache is not None else ResultCache()
-    base = watermarked.base
-    api = EncoderAPI(watermarked.encoder, watermarked.head)
-    suspects: dict[str, tuple[str, nn.Module]] = {"watermarked victim": ("victim", watermarked.encoder)}
-    if original is not None:
-        suspects["victim before watermarking"] = ("same lineage", original.encoder)
-    queries = splits["query"]
-    for loss, cfg in steal_configs.items():
-        for b in budgets:
-            if b > len(queries):
-                raise ValueError(f"Budget {b} exceeds the {len(queries)} query images.")
-            res = steal(api, queries.subset(torch.arange(b)), cfg, user=f"attacker-{loss}-{b}", cache=cache,
-                        progress=progress)
-            suspects[f"stolen {loss}, {b} queries"] = ("stolen", res.encoder)
-    references: dict[str, nn.Module] = {}
-    ref_victims = []
-    for s in reference_seeds:
-        cfg = replace(base, seed=s, epochs=reference_epochs or base.epochs)
-        v = train_victim(cfg, cache, progress=progress)
-        ref_victims.append(v)
-        references[f"independent seed {s} ({cfg.epochs} ep)"] = v.encoder
-    for cfg in other_data:
-        v = train_victim(cfg, cache, progress=progress)
-        suspects[f"independent on {cfg.dataset} ({cfg.num_train} imgs, seed {cfg.seed})"] = ("other data", v.encoder)
-    if control_steal is not None and ref_victims:
-        ref_api = EncoderAPI(ref_victims[0].encoder, ref_victims[0].head)
-        b = max(budgets)
-        res = steal(ref_api, queries.subset(torch.arange(b)), steal_configs[control_steal], cache=cache,
-                    progress=progress)
-        suspects[f"stolen {control_steal} from independent seed {reference_seeds[0]}, {b} queries"] = (
-            "stolen from independent", res.encoder)
-    torch.manual_seed(base.seed + 1000)
-    c, h, _ = splits[eval_role].shape
-    random_encoder, _ = build_victim_modules(base, c, h, 10)
-    suspects["random init"] = ("random", random_encoder.eval())
-    return transferability_table(watermarked, suspects, references, splits[eval_role], alpha, method,
-                                 probe_splits=splits if probe else None)

@@ -9,7 +9,7 @@ from encsteal.models import ProjectionHead, SmallConvNet
 from encsteal.victims import VictimConfig, train_victim
 from encsteal.watermark import (WatermarkConfig, WatermarkMLP, embed_watermark, fit_watermark, ownership_test,
                                 rotate, rotation_angles, rotation_batch, train_watermarked_victim,
-                                transferability_table, watermark_accuracy, wilson_interval)
+                                watermark_accuracy, wilson_interval)
 
 WIDTHS = (16, 32, 64, 64)
 
@@ -96,25 +96,6 @@ def test_watermarked_encoder_scores_high_and_a_random_one_chance(tiny_watermark)
     assert abs(random.accuracy - 0.5) < 0.1
     with pytest.raises(ValueError, match="dimensions"):
         watermark_accuracy(SmallConvNet(1, widths=(8, 8, 8, 8)), mlp, held_out)
-
-
-def test_transferability_table_decides(tiny_watermark):
-    enc, mlp, held_out, _ = tiny_watermark
-
-    class _WM:  # the table needs only the MLP and the task
-        config = WatermarkConfig()
-
-    _WM.mlp = mlp
-    refs = {}
-    for s in range(3):
-        torch.manual_seed(10 + s)
-        refs[f"ref {s}"] = SmallConvNet(1, widths=WIDTHS).eval()
-    torch.manual_seed(20)
-    suspects = {"victim": ("victim", enc), "other": ("random", SmallConvNet(1, widths=WIDTHS).eval())}
-    table = transferability_table(_WM, suspects, refs, held_out)
-    assert bool(table.loc["victim", "stolen"]) and not bool(table.loc["other", "stolen"])
-    assert table.loc["victim", "p_value"] < 0.05 and table.loc["ref 0", "role"] == "reference"
-    assert {"watermark_acc", "ci_low", "ci_high", "threshold", "tested_against"} <= set(table.columns)
 
 
 def test_embed_watermark_fine_tunes_and_caches(tmp_path):

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -158,13 +159,21 @@ def _detector_columns(defense: DuplicateDetector, victim: Victim, query_images: 
     return out
 
 
+def attacker_columns(table: pd.DataFrame) -> list[str]:
+    """The ``attacker_<name>`` accuracy columns of a trade-off table (not the detector's flag rate)."""
+    return [c for c in table.columns if c.startswith("attacker_") and c != "attacker_flagged"]
+
+
 def plot_tradeoff(table: pd.DataFrame, title: str | None = None) -> Figure:
     """Two panels: accuracy against defense strength (legitimate user and each attacker), and
     each attacker's accuracy against the legitimate user's (the trade-off curve; the diagonal is
-    'hurts both equally')."""
-    fig = Figure(figsize=(10, 4))
-    ax1, ax2 = fig.subplots(1, 2)
-    attackers = [c for c in table.columns if c.startswith("attacker_") and c != "attacker_flagged"]
+    'hurts both equally').
+
+    The figure is a pyplot figure, so a notebook renders it (``plt.show()``) and a script saves it
+    (``savefig``, then ``plt.close(fig)``).
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    attackers = attacker_columns(table)
     x = list(range(len(table)))
     ax1.plot(x, table["legit"], marker="o", color="C0", label="legitimate user")
     for i, col in enumerate(attackers):
@@ -189,3 +198,47 @@ def plot_tradeoff(table: pd.DataFrame, title: str | None = None) -> Figure:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def attack_configs(losses: Sequence[str], epochs: int, seed: int, views_loss: str | None = None,
+                   views: int = 2, loss_settings: Mapping[str, Mapping[str, Any]] | None = None,
+                   ) -> dict[str, StealConfig]:
+    """One plain attack per loss (with its ``loss_settings``, the profile's; default: the loss's own),
+    keyed by the loss; with ``views_loss`` also ``<views_loss>_views``, which sends every image as
+    ``views`` augmented views."""
+    settings = loss_settings or {}
+    attacks = {loss: StealConfig(loss=loss, loss_params=dict(settings.get(loss, {})), epochs=epochs, seed=seed)
+               for loss in losses}
+    if views_loss is not None:
+        attacks[f"{views_loss}_views"] = StealConfig(loss=views_loss, loss_params=dict(settings.get(views_loss, {})),
+                                                     epochs=epochs, augment="views", views=views, seed=seed)
+    return attacks
+
+
+def tradeoff_view(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """The trade-off table as the chapter shows it: one row per strength, rounded."""
+    return table.set_index("strength").round(decimals)
+
+
+def headline(noise: pd.DataFrame, defense_losses: Sequence[str]) -> dict[str, float]:
+    """The numbers the defense chapter's prose quotes, from a :func:`tradeoff_table` of a defense.
+
+    ``legit_*`` is the legitimate user's accuracy and ``attacker_*`` the best of the attackers
+    ``attacker_<loss>`` for ``loss`` in ``defense_losses``, each at the weakest strength (``clean``;
+    0 is the undefended API) and at the strongest (``strong``, ``max_strength``). ``ref_std`` is
+    the victim's representation std that relative strengths multiply (NaN for absolute strengths).
+    """
+    if noise.empty or not defense_losses:
+        raise ValueError("The headline needs at least one strength and one attacker.")
+    missing = [f"attacker_{loss}" for loss in defense_losses if f"attacker_{loss}" not in noise.columns]
+    if missing:
+        raise ValueError(f"No column {missing} in the trade-off table; it has {list(noise.columns)}.")
+    clean = noise.loc[noise["strength"].idxmin()]
+    strong = noise.loc[noise["strength"].idxmax()]
+    return {
+        "ref_std": float(noise.attrs.get("params", {}).get("reference_std", float("nan"))),
+        "legit_clean": float(clean["legit"]), "legit_strong": float(strong["legit"]),
+        "attacker_clean": max(float(clean[f"attacker_{loss}"]) for loss in defense_losses),
+        "attacker_strong": max(float(strong[f"attacker_{loss}"]) for loss in defense_losses),
+        "max_strength": float(strong["strength"]),
+    }
