@@ -132,9 +132,9 @@ def fit_victim(config: VictimConfig, data: ImageSet, device: str = "auto",
     encoder, head = build_victim_modules(config, c, h, max(data.num_classes, 1))
     net = _VictimNet(encoder, head)
     simclr = config.method == "simclr"
-    fitted = fit(net, list(net.parameters()), _victim_step(config, data.labels, encoder.in_channels, encoder.input_size),
-                 data.images, optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay,
-                                                      config.warmup_epochs),
+    step = _victim_step(config, data.labels, encoder.in_channels, encoder.input_size)
+    fitted = fit(net, list(net.parameters()), step, data.images,
+                 optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay, config.warmup_epochs),
                  epochs=config.epochs, batch_size=config.batch_size, generator=gen, options=opts,
                  views=2 if simclr else 1, progress=progress, label=f"{config.method} victim")
     record = {"train_seconds": fitted.seconds, "loss_curve": fitted.loss_curve,
