@@ -206,8 +206,8 @@ class Batch:
         self._meter = meter
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in the memory layout the run uses (channels-last if ``options.channels_last``)."""
-        return channels_last(x) if self.options.channels_last else x
+        """``x`` in the memory layout the run uses (channels-last for images if ``options.channels_last``)."""
+        return channels_last(x) if self.options.channels_last and x.dim() == 4 else x
 
     def forward(self, x: torch.Tensor, blocks: int = 1) -> torch.Tensor:
         """The model's fp32 output for ``x`` (bf16 autocast if ``options.amp``), gathered from every
