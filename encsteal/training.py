@@ -295,8 +295,9 @@ def _losses(out: Loss | Iterable[Loss] | None) -> Iterator[tuple[str, torch.Tens
     for item in out:
         name, loss = item if isinstance(item, tuple) else ("loss", item)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise TypeError(f"A step must give scalar loss tensors (or (name, loss) pairs); got {type(loss).__name__}"
-                            f"{'' if not isinstance(loss, torch.Tensor) else ' of shape ' + str(tuple(loss.shape))}.")
+            shape = f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""
+            raise TypeError(f"A step must give scalar loss tensors (or (name, loss) pairs); got "
+                            f"{type(loss).__name__}{shape}.")
         yield name, loss
 
 
@@ -315,9 +316,11 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], step: StepFn, images: 
     (:func:`cosine_with_warmup`, over ``epochs x batches x steps_per_batch`` steps) before the
     step function is resumed, so a later loss sees the updated weights. A loss may be named,
     ``(name, loss)``; the record keeps each name's mean per epoch. ``None`` or no loss skips the
-    batch. The step function does what differs between trainings (augmentation, the API's
-    answers, the loss); this does the rest: device, channels-last, DDP, optimiser, schedule,
-    progress bar, timing, and moving the result back to the CPU.
+    batch. Under DDP each yielded loss needs its own forward pass through ``batch.model``.
+
+    The step function does what differs between trainings (augmentation, the API's answers, the
+    loss); this does the rest: device, channels-last, DDP, optimiser, schedule, progress bar,
+    timing, and moving the result back to the CPU.
 
     Args:
         model: one module holding everything trained (what DDP wraps); ``step`` calls it through
@@ -349,7 +352,7 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], step: StepFn, images: 
         raise ValueError("fit needs a non-empty tensor of images (or features) to draw batches from.")
     if not callable(step):
         raise TypeError(f"step must be callable (Batch -> loss), got {type(step).__name__}.")
-    params = [p for p in params]
+    params = list(params)
     if not params:
         raise ValueError("fit needs at least one parameter to optimise.")
     opts = options if options is not None else RunOptions()

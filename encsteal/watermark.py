@@ -194,7 +194,9 @@ def fit_watermark(encoder: nn.Module, head: nn.Module, images: torch.Tensor, con
                   ) -> tuple[nn.Module, nn.Module, WatermarkMLP, dict[str, Any]]:
     """Fine-tune ``encoder`` + ``head`` with SimCLR batches on ``images`` alternating with rotation
     batches through a new :class:`WatermarkMLP` (no cache). Works on trained or fresh modules
-    (fresh = embedding during training, the official schedule). Returns the modules on the CPU."""
+    (fresh = embedding during training, the official schedule). Trained by the one training loop
+    (:func:`encsteal.training.fit`, one process: under ``torchrun`` each process trains its own
+    copy); returns the modules on the CPU."""
     gen = seed_everything(config.seed)
     mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
     x = adapt(images, encoder.in_channels, encoder.input_size)
@@ -249,7 +251,7 @@ def _watermark_step(net: _WatermarkNet, x: torch.Tensor, wm_idx: torch.Tensor, c
                 state["order"], state["pos"] = torch.randperm(len(wm_idx), generator=gen), 0
             chosen = x[wm_idx[state["order"][state["pos"]:state["pos"] + rot_images]]]
             state["pos"] += rot_images
-            rotated, labels = rotation_batch(chosen.cpu(), config.task, gen)
+            rotated, labels = rotation_batch(chosen, config.task, gen)
             logits = net.rotation(batch.layout(rotated.to(batch.device)))
             labels = labels.to(batch.device)
             batch.log("rotation_accuracy", int((logits.argmax(1) == labels).sum()), len(labels))

@@ -109,7 +109,7 @@ def test_frozen_parameters_stay_put():
 
 
 def _args(**kw):
-    x, y = _problem(8)
+    x, _ = _problem(8)
     model = nn.Linear(4, 1)
     base = dict(model=model, params=model.parameters(), step=lambda b: b.model(b.x).pow(2).mean(), images=x,
                 optimizer=OptimizerSpec("adam", 0.01), epochs=1, batch_size=4,
