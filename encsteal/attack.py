@@ -22,14 +22,12 @@ supervised-learning baseline at an equal number of queries.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from encsteal.api import BudgetExceeded, EncoderAPI
 from encsteal.augment import Augment
@@ -39,11 +37,10 @@ from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt
 from encsteal.losses import LOSSES, get_loss
 from encsteal.models import ARCHS, LinearClassifier, build_encoder
-from encsteal.distributed import (augment_shard, barrier, gather_nograd, gather_with_grad, shard_bounds, sharded_epoch,
-                                  sum_over_ranks, unwrap, wrap_ddp)
+from encsteal.distributed import gather_nograd, shard_bounds, sum_over_ranks
 from encsteal.distributed import info as dist_info
-from encsteal.runtime import RunOptions, autocast, channels_last, choose_loader, prepare_device, seed_everything
-from encsteal.training import BatchSource, cosine_with_warmup, make_optimizer, steps_per_epoch
+from encsteal.runtime import RunOptions, prepare_device, seed_everything
+from encsteal.training import Batch, OptimizerSpec, StepFn, fit
 
 AUGMENT_MODES: tuple[str, ...] = ("none", "views", "stolen_only")
 
@@ -266,11 +263,9 @@ def _run_attack(api, images, config, query_labels, encoder, classifier, size, us
     opts = options if options is not None else RunOptions(device=device)
     if options is not None and device != "auto" and options.device == "auto":
         opts = replace(options, device=device)
+    prepare_device(opts)  # refuses bf16 off CUDA before any query is sent
     gen = seed_everything(config.seed)
-    dev = prepare_device(opts)
-    ddp = dist_info()
     augment = Augment()
-    loss_fn = get_loss(config.loss, **config.loss_params) if api.mode == "ssl" else None
     c = images.shape[1]
     labels = query_labels if query_labels is not None else torch.zeros(len(images), dtype=torch.long)
     before = api.queries(user)
@@ -284,58 +279,45 @@ def _run_attack(api, images, config, query_labels, encoder, classifier, size, us
         train_labels = labels.repeat(len(sent) // len(images))
     else:
         train_x, train_labels, answers = images, labels, None
-    net = _StealNet(encoder, classifier).to(dev)
-    if opts.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model = wrap_ddp(net.train(), dev, opts.sync_bn)
-    source = BatchSource(train_x, dev, choose_loader(opts, train_x, dev), opts.num_workers, opts.pin_memory,
-                         opts.prefetch_factor)
-    layout = channels_last if opts.channels_last else (lambda t: t)
-    opt = make_optimizer(list(net.parameters()), config.optimizer, config.lr, config.weight_decay)
-    per_epoch = steps_per_epoch(len(train_x), config.batch_size, drop_last=False)
-    sched = cosine_with_warmup(opt, per_epoch * config.epochs)
     views = config.views if (config.requery_every_epoch and config.augment == "views") else 1
-    curve: list[float] = []
-    seen = 0
-    start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=f"steal ({config.loss})", disable=not (progress and ddp.is_main))
-    for _ in bar:
-        total, count = 0.0, 0
-        plan = sharded_epoch(len(train_x), config.batch_size, gen, False, ddp.rank, ddp.world_size)
-        for (idx, part), xb in zip(plan, source.fetch([idx[part] for idx, part in plan])):
-            if len(idx) < 2 and api.mode == "ssl":
-                continue
-            if len(idx) < ddp.world_size:  # a last batch smaller than the number of processes
-                continue
-            xb = adapt(xb, c, size)
-            if config.requery_every_epoch:
-                if config.augment == "views":
-                    xb = torch.cat([augment_shard(augment, xb, len(idx), part.start, gen) for _ in range(views)])
-                target = gather_nograd(api.query(xb, user).to(dev), blocks=views)
-                yb = labels[idx].repeat(views)
-            else:
-                target = answers[idx].to(dev)
-                yb = train_labels[idx]
-            if config.augment == "stolen_only":
-                xb = augment_shard(augment, xb, len(idx), part.start, gen)
-            with autocast(dev, opts.amp):
-                out = model(layout(xb))
-            out = gather_with_grad(out.float(), blocks=views)
-            if classifier is not None:
-                loss = _supervised_loss(out, target, api.output)
-            else:
-                loss = loss_fn(out, target, labels=yb.to(dev))
-            opt.zero_grad(set_to_none=True)
-            (loss * ddp.world_size).backward()
-            opt.step()
-            sched.step()
-            total, count, seen = total + loss.item(), count + 1, seen + len(idx) * views
-        curve.append(total / max(count, 1))
-        bar.set_postfix(loss=f"{curve[-1]:.3f}", queries=api.queries(user) - before)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - start
-    net = unwrap(model)
-    encoder = net.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
+    step = _steal_step(api, config, classifier is not None, labels, train_labels, answers, c, size, views, user,
+                       augment)
+    net = _StealNet(encoder, classifier)
+    fitted = fit(net, list(net.parameters()), step, train_x,
+                 optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay), epochs=config.epochs,
+                 batch_size=config.batch_size, generator=gen, options=opts, drop_last=False, views=views,
+                 progress=progress, label=f"steal ({config.loss})",
+                 status=lambda: {"queries": api.queries(user) - before})
     made = sum_over_ranks(api.queries(user) - before)
-    return StealResult(encoder, made, made * api.price_per_1k / 1000.0, curve, seconds, config, False, seen)
+    return StealResult(fitted.model.encoder, made, made * api.price_per_1k / 1000.0, fitted.loss_curve,
+                       fitted.seconds, config, False, fitted.images)
+
+
+def _steal_step(api: EncoderAPI, config: StealConfig, supervised: bool, labels: torch.Tensor,
+                train_labels: torch.Tensor, answers: torch.Tensor | None, c: int, size: int, views: int, user: str,
+                augment: Augment) -> StepFn:
+    """One attack batch: the targets (stored answers, or the API asked again), the stolen side's
+    inputs, and the loss on the outputs gathered over the global batch."""
+    loss_fn = None if supervised else get_loss(config.loss, **config.loss_params)
+
+    def step(batch: Batch) -> torch.Tensor | None:
+        idx = batch.idx
+        if len(idx) < 2 and not supervised:  # contrastive losses need two images
+            return None
+        xb = adapt(batch.x, c, size)
+        if config.requery_every_epoch:
+            if config.augment == "views":
+                xb = torch.cat([batch.augment(augment, xb) for _ in range(views)])
+            target = gather_nograd(api.query(xb, user).to(batch.device), blocks=views)
+            yb = labels[idx].repeat(views)
+        else:
+            target = answers[idx].to(batch.device)
+            yb = train_labels[idx]
+        if config.augment == "stolen_only":
+            xb = batch.augment(augment, xb)
+        out = batch.forward(xb, blocks=views)
+        if supervised:
+            return _supervised_loss(out, target, api.output)
+        return loss_fn(out, target, labels=yb.to(batch.device))
+
+    return step

@@ -6,16 +6,23 @@ regression fitted with L-BFGS on standardised features, its inverse regularisati
 on a validation split (the protocol of Kornblith et al. 2019 / SimCLR's transfer experiments),
 which is deterministic and takes seconds on a CPU. k-NN accuracy (cosine, k=20, temperature-
 weighted votes as in DINO) is a second, hyperparameter-light figure.
+
+The paper-scale runs (:mod:`encsteal.experiments.paper_scale`) encode their images on the
+device (:func:`encode`, shared between DDP processes) and train the probe there with the paper's
+optimiser settings (:func:`linear_probe_torch`, through :func:`encsteal.training.fit`).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -23,9 +30,15 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm import tqdm
 
+from encsteal import distributed
 from encsteal.data.imageset import ImageSet
+from encsteal.data.splits import draw_disjoint
 from encsteal.data.transforms import adapt
-from encsteal.runtime import channels_last
+from encsteal.runtime import RunOptions, autocast, channels_last, prepare_device
+from encsteal.training import Batch, OptimizerSpec, fit
+
+if TYPE_CHECKING:
+    from encsteal.data.hub import DataHub
 
 DEFAULT_CS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 
@@ -177,3 +190,94 @@ def evaluate_encoder(encoder: nn.Module | None, splits: dict[str, ImageSet], per
     else:
         feats = {r: extract_features(encoder, splits[r]) for r in roles}
     return probe_features(feats, splits, per_class, seed)
+
+
+# ---------------------------------------------------------------------------- paper-scale probe
+
+
+@torch.no_grad()
+def encode(encoder: nn.Module, images: torch.Tensor, dev: torch.device, amp: bool = False,
+           batch_size: int = 512) -> torch.Tensor:
+    """Representations (N, d) of uint8 ``images``, adapted to the encoder on the device; under
+    DDP every process encodes its share and the features are gathered (in order)."""
+    d = distributed.info()
+    lo, hi = distributed.shard_bounds(len(images), d.rank, d.world_size)
+    encoder = encoder.to(dev).eval()
+    chunks = []
+    for s in range(lo, hi, batch_size):
+        x = adapt(images[s:min(s + batch_size, hi)].to(dev, non_blocking=True), encoder.in_channels,
+                  encoder.input_size)
+        with autocast(dev, amp):
+            chunks.append(encoder(x.contiguous(memory_format=torch.channels_last)).float())
+    mine = torch.cat(chunks) if chunks else torch.empty(0, encoder.rep_dim, device=dev)
+    return distributed.gather_nograd(mine).cpu()
+
+
+def linear_probe_torch(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                       num_classes: int, settings: dict, options: RunOptions, seed: int = 0) -> dict:
+    """A linear classifier on frozen, standardised features, trained on the device with the
+    paper's optimiser settings (NOTES 5.3: Adam lr 3e-4, weight decay 8e-4, batch 256, 100 epochs;
+    5.4: SGD + LARS, lr 1.0 x batch/256, no weight decay). Trained by the one training loop
+    (:func:`encsteal.training.fit`) on ``options.device``, in fp32, in this process only. Reports
+    test top-1 and k-NN top-1."""
+    start = time.perf_counter()
+    mean, std = train_x.mean(0, keepdim=True), train_x.std(0, keepdim=True).clamp_min(1e-6)
+    tr, te = (train_x - mean) / std, (test_x - mean) / std
+    torch.manual_seed(seed)
+    clf = nn.Linear(tr.shape[1], num_classes)
+    nn.init.normal_(clf.weight, std=0.01)
+    nn.init.zeros_(clf.bias)
+
+    def step(batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(batch.model(batch.x), train_y[batch.idx].to(batch.device))
+
+    spec = OptimizerSpec(settings.get("optimizer", "adam"), float(settings.get("lr", 3e-4)),
+                         float(settings.get("weight_decay", 8e-4)))
+    fitted = fit(clf, list(clf.parameters()), step, tr, optimizer=spec, epochs=int(settings.get("epochs", 100)),
+                 batch_size=int(settings.get("batch_size", 256)), generator=torch.Generator().manual_seed(seed),
+                 options=replace(options, amp=False, channels_last=False, loader="memory"), drop_last=False,
+                 distributed=False, progress=False, label="linear probe")
+    with torch.no_grad():
+        acc = (fitted.model(te).argmax(1) == test_y).float().mean().item()
+    knn = knn_accuracy(tr, train_y, te, test_y, num_classes=num_classes)
+    return {"accuracy": acc, "knn_accuracy": knn, "n_train": len(tr), "n_test": len(te),
+            "seconds": time.perf_counter() - start}
+
+
+def probe_all(encoders: dict[str, nn.Module], probes: dict, settings: dict, hub: DataHub, options: RunOptions,
+              seed: int, log: Callable[[str], None] | None = None) -> dict[str, dict[str, dict]]:
+    """Probe accuracy of every encoder on every probe set: ``{encoder: {probe: result}}``.
+
+    Every process encodes its share of the images; the probe itself is fitted on rank 0 (the
+    others return empty results). ``settings["method"]``: ``"linear"`` (default,
+    :func:`linear_probe_torch`) or ``"lbfgs"`` (the package's protocol, :func:`linear_probe`).
+    ``log`` gets one line per result.
+    """
+    dev = prepare_device(options)
+    out: dict[str, dict[str, dict]] = {name: {} for name in encoders}
+    for pname, pspec in probes.items():
+        train, test = hub.probe_sets(pspec)
+        num_classes = max(len(train.classes), int(train.labels.max()) + 1)
+        for ename, enc in encoders.items():
+            ftr, fte = encode(enc, train.images, dev, options.amp), encode(enc, test.images, dev, options.amp)
+            if distributed.is_main():
+                if settings.get("method", "linear") == "lbfgs":
+                    res = _lbfgs_probe(ftr, train.labels, fte, test.labels, settings, seed)
+                else:
+                    res = linear_probe_torch(ftr, train.labels, fte, test.labels, num_classes, settings, options, seed)
+                out[ename][pname] = res
+                if log is not None:
+                    log(f"probe {pname:9s} {ename:28s} top-1 {100 * res['accuracy']:5.1f}%  "
+                        f"k-NN {100 * res['knn_accuracy']:5.1f}%")
+            enc.cpu()
+    return out
+
+
+def _lbfgs_probe(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte: torch.Tensor, settings: dict,
+                 seed: int) -> dict:
+    """The package's probe protocol (:func:`linear_probe`: L-BFGS, C chosen on a validation split)."""
+    n_val = max(1, int(len(ftr) * float(settings.get("val_fraction", 0.1))))
+    idx = draw_disjoint(len(ftr), {"val": n_val, "train": len(ftr) - n_val}, seed)
+    r = linear_probe(ftr[idx["train"]], ytr[idx["train"]], ftr[idx["val"]], ytr[idx["val"]], fte, yte)
+    return {"accuracy": r.accuracy, "knn_accuracy": r.knn_accuracy, "val_accuracy": r.val_accuracy, "C": r.C,
+            "n_train": r.n_train, "n_test": r.n_test, "seconds": r.seconds}

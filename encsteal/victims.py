@@ -9,14 +9,12 @@ with cross-entropy) backs the supervised-API comparison.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from encsteal.augment import NO_AUGMENT_JITTER, Augment
 from encsteal.cache import ResultCache
@@ -25,10 +23,8 @@ from encsteal.data import adapt, check_dataset, role_splits
 from encsteal.data.imageset import ImageSet
 from encsteal.losses import nt_xent
 from encsteal.models import ARCHS, LinearClassifier, ProjectionHead, build_encoder
-from encsteal.distributed import augment_shard, barrier, gather_with_grad, sharded_epoch, unwrap, wrap_ddp
-from encsteal.distributed import info as dist_info
-from encsteal.runtime import RunOptions, autocast, channels_last, choose_loader, prepare_device, seed_everything
-from encsteal.training import BatchSource, cosine_with_warmup, make_optimizer, steps_per_epoch
+from encsteal.runtime import RunOptions, seed_everything
+from encsteal.training import Batch, OptimizerSpec, StepFn, fit
 
 METHODS: tuple[str, ...] = ("simclr", "supervised")
 
@@ -130,63 +126,37 @@ def fit_victim(config: VictimConfig, data: ImageSet, device: str = "auto",
     """
     opts = _run_options(device, options)
     gen = seed_everything(config.seed)
-    dev = prepare_device(opts)
-    ddp = dist_info()
     c, h, _ = data.shape
     encoder, head = build_victim_modules(config, c, h, max(data.num_classes, 1))
-    net = _VictimNet(encoder, head).to(dev)
-    if opts.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model = wrap_ddp(net, dev, opts.sync_bn)
-    source = BatchSource(data.images, dev, choose_loader(opts, data.images, dev), opts.num_workers,
-                         opts.pin_memory, opts.prefetch_factor)
-    labels = data.labels.to(dev)
-    params = list(net.encoder.parameters()) + list(net.head.parameters())
-    opt = make_optimizer(params, config.optimizer, config.lr, config.weight_decay)
-    per_epoch = steps_per_epoch(len(data), config.batch_size)
-    sched = cosine_with_warmup(opt, per_epoch * config.epochs, per_epoch * config.warmup_epochs)
+    net = _VictimNet(encoder, head)
+    simclr = config.method == "simclr"
+    step = _victim_step(config, data.labels, encoder.in_channels, encoder.input_size)
+    fitted = fit(net, list(net.parameters()), step, data.images,
+                 optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay, config.warmup_epochs),
+                 epochs=config.epochs, batch_size=config.batch_size, generator=gen, options=opts,
+                 views=2 if simclr else 1, progress=progress, label=f"{config.method} victim")
+    record = {"train_seconds": fitted.seconds, "loss_curve": fitted.loss_curve,
+              "images_per_second": fitted.images_per_second, "threads": fitted.threads, "device": fitted.device,
+              "world_size": fitted.world_size, "amp": fitted.amp}
+    return Victim(config, fitted.model.encoder, fitted.model.head, data.classes, record)
+
+
+def _victim_step(config: VictimConfig, labels: torch.Tensor, in_channels: int, size: int | None) -> StepFn:
+    """One victim batch: NT-Xent on two augmented views (SimCLR) or cross-entropy on the labels
+    (supervised, light jitter), over the global batch."""
     simclr = config.method == "simclr"
     augment = Augment() if simclr else NO_AUGMENT_JITTER
-    layout = channels_last if opts.channels_last else (lambda t: t)
-    in_ch, size = net.encoder.in_channels, net.encoder.input_size
-    curve: list[float] = []
-    start = time.perf_counter()
-    model.train()
-    bar = tqdm(range(config.epochs), desc=f"{config.method} victim", disable=not (progress and ddp.is_main))
-    for _ in bar:
-        total, count = 0.0, 0
-        plan = sharded_epoch(len(data), config.batch_size, gen, True, ddp.rank, ddp.world_size)
-        for (idx, part), xb in zip(plan, source.fetch([idx[part] for idx, part in plan])):
-            x = adapt(xb, in_ch, size)
-            if simclr:
-                views = torch.cat([augment_shard(augment, x, len(idx), part.start, gen) for _ in range(2)])
-                with autocast(dev, opts.amp):
-                    z = model(layout(views))
-                z = gather_with_grad(z.float(), blocks=2)
-                n = len(z) // 2
-                loss = nt_xent(z[:n], z[n:], config.temperature)
-            else:
-                with autocast(dev, opts.amp):
-                    logits = model(layout(augment_shard(augment, x, len(idx), part.start, gen)))
-                loss = F.cross_entropy(gather_with_grad(logits.float()), labels[idx.to(dev)])
-            opt.zero_grad(set_to_none=True)
-            (loss * ddp.world_size).backward()
-            opt.step()
-            sched.step()
-            total, count = total + loss.item(), count + 1
-        curve.append(total / max(count, 1))
-        bar.set_postfix(loss=f"{curve[-1]:.3f}")
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - start
-    net = unwrap(model)
-    encoder = net.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
-    head = net.head.cpu().eval()
-    record = {"train_seconds": seconds, "loss_curve": curve, "images_per_second":
-              config.epochs * per_epoch * config.batch_size * (2 if simclr else 1) / seconds,
-              "threads": torch.get_num_threads(), "device": str(dev), "world_size": ddp.world_size,
-              "amp": opts.amp}
-    return Victim(config, encoder, head, data.classes, record)
+
+    def step(batch: Batch) -> torch.Tensor:
+        x = adapt(batch.x, in_channels, size)
+        if simclr:
+            z = batch.forward(torch.cat([batch.augment(augment, x) for _ in range(2)]), blocks=2)
+            n = len(z) // 2
+            return nt_xent(z[:n], z[n:], config.temperature)
+        logits = batch.forward(batch.augment(augment, x))
+        return F.cross_entropy(logits, labels[batch.idx].to(batch.device))
+
+    return step
 
 
 def victim_cache_key(config: VictimConfig, options: RunOptions | None = None) -> Any:

@@ -24,8 +24,7 @@ reference models instead (see there for the test and why).
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 from torch import nn
-from tqdm import tqdm
 
 from encsteal.api import module_fingerprint
 from encsteal.augment import Augment
@@ -44,8 +42,8 @@ from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt, to_float
 from encsteal.losses import nt_xent
 from encsteal.probe import extract_features
-from encsteal.runtime import channels_last, resolve_device, seed_everything
-from encsteal.training import cosine_with_warmup, make_optimizer, shuffled_batches, steps_per_epoch
+from encsteal.runtime import RunOptions, seed_everything
+from encsteal.training import Batch, OptimizerSpec, StepFn, fit
 from encsteal.victims import Victim, VictimConfig, build_victim_modules, victim_training_set
 
 TASKS: dict[str, int] = {"binary": 2, "four_way": 4}
@@ -195,66 +193,71 @@ def fit_watermark(encoder: nn.Module, head: nn.Module, images: torch.Tensor, con
                   ) -> tuple[nn.Module, nn.Module, WatermarkMLP, dict[str, Any]]:
     """Fine-tune ``encoder`` + ``head`` with SimCLR batches on ``images`` alternating with rotation
     batches through a new :class:`WatermarkMLP` (no cache). Works on trained or fresh modules
-    (fresh = embedding during training, the official schedule). Returns the modules on the CPU."""
+    (fresh = embedding during training, the official schedule). Trained by the one training loop
+    (:func:`encsteal.training.fit`, one process: under ``torchrun`` each process trains its own
+    copy); returns the modules on the CPU."""
     gen = seed_everything(config.seed)
-    dev = resolve_device(device)
     mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
-    encoder = encoder.to(dev, memory_format=torch.channels_last).train()
-    head, mlp = head.to(dev).train(), mlp.to(dev).train()
-    x = adapt(images, encoder.in_channels, encoder.input_size).to(dev)
+    x = adapt(images, encoder.in_channels, encoder.input_size)
     wm_idx = torch.randperm(len(x), generator=gen)[:max(1, round(config.fraction * len(x)))]
+    net = _WatermarkNet(encoder, head, mlp)
     params = list(encoder.parameters()) + list(head.parameters())
     if config.train_mlp:
         params += list(mlp.parameters())
     else:
         mlp.requires_grad_(False)
-    opt = make_optimizer(params, "adam", config.lr, config.weight_decay)
-    per_epoch = steps_per_epoch(len(x), config.batch_size)
-    sched = cosine_with_warmup(opt, (1 + config.rotation_steps) * per_epoch * config.epochs)
+    step = _watermark_step(net, x, wm_idx, config, temperature, gen)
+    fitted = fit(net, params, step, x, optimizer=OptimizerSpec("adam", config.lr, config.weight_decay),
+                 epochs=config.epochs, batch_size=config.batch_size, generator=gen,
+                 options=RunOptions(device=device, channels_last=True), steps_per_batch=1 + config.rotation_steps,
+                 views=2, distributed=False, progress=progress, label=f"watermark ({config.task})")
+    net = fitted.model
+    record = {"seconds": fitted.seconds, "simclr_loss": fitted.curves["simclr"],
+              "rotation_loss": fitted.curves["rotation"], "rotation_train_accuracy": fitted.curves["rotation_accuracy"],
+              "watermark_images": len(wm_idx), "threads": fitted.threads, "device": fitted.device,
+              "images_per_second": fitted.images_per_second}
+    return net.encoder, net.head, net.mlp.requires_grad_(False), record
+
+
+class _WatermarkNet(nn.Module):
+    """Encoder, projection head and watermark MLP as one module: ``forward`` is the SimCLR branch."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, mlp: WatermarkMLP):
+        super().__init__()
+        self.encoder, self.head, self.mlp = encoder, head, mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+    def rotation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.encoder(x))
+
+
+def _watermark_step(net: _WatermarkNet, x: torch.Tensor, wm_idx: torch.Tensor, config: WatermarkConfig,
+                    temperature: float, gen: torch.Generator) -> StepFn:
+    """One SimCLR batch, then ``rotation_steps`` rotation batches (each stepped before the next) of
+    ``batch_size // classes`` images of the watermark subset, every image in every rotation class."""
     augment = Augment()
     rot_images = max(1, config.batch_size // config.classes)
-    order, pos = torch.randperm(len(wm_idx), generator=gen), 0
-    simclr_curve, rotation_curve, rotation_acc = [], [], []
-    start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=f"watermark ({config.task})", disable=not progress)
-    for _ in bar:
-        s_total, r_total, r_correct, r_seen, count = 0.0, 0.0, 0, 0, 0
-        for idx in shuffled_batches(len(x), config.batch_size, gen):
-            views = channels_last(torch.cat([augment(x[idx], gen), augment(x[idx], gen)]))
-            z = head(encoder(views))
-            loss = nt_xent(z[: len(idx)], z[len(idx):], temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            s_total += loss.item()
-            for _ in range(config.rotation_steps):
-                if pos + rot_images > len(order):
-                    order, pos = torch.randperm(len(wm_idx), generator=gen), 0
-                batch = x[wm_idx[order[pos:pos + rot_images]]]
-                pos += rot_images
-                rotated, labels = rotation_batch(batch.cpu(), config.task, gen)
-                logits = mlp(encoder(channels_last(rotated.to(dev))))
-                labels = labels.to(dev)
-                rloss = config.rotation_weight * F.cross_entropy(logits, labels)
-                opt.zero_grad(set_to_none=True)
-                rloss.backward()
-                opt.step()
-                sched.step()
-                r_total += rloss.item() / config.rotation_steps
-                r_correct += int((logits.argmax(1) == labels).sum())
-                r_seen += len(labels)
-            count += 1
-        simclr_curve.append(s_total / max(count, 1))
-        rotation_curve.append(r_total / max(count, 1))
-        rotation_acc.append(r_correct / max(r_seen, 1))
-        bar.set_postfix(simclr=f"{simclr_curve[-1]:.3f}", rotation=f"{rotation_acc[-1]:.3f}")
-    seconds = time.perf_counter() - start
-    encoder = encoder.to("cpu", memory_format=torch.contiguous_format).eval()
-    record = {"seconds": seconds, "simclr_loss": simclr_curve, "rotation_loss": rotation_curve,
-              "rotation_train_accuracy": rotation_acc, "watermark_images": len(wm_idx),
-              "threads": torch.get_num_threads(), "device": str(dev)}
-    return encoder, head.cpu().eval(), mlp.cpu().eval().requires_grad_(False), record
+    state = {"order": torch.randperm(len(wm_idx), generator=gen), "pos": 0}
+
+    def step(batch: Batch) -> Iterator[tuple[str, torch.Tensor]]:
+        z = batch.forward(torch.cat([batch.augment(augment), batch.augment(augment)]))
+        n = len(batch.x)
+        yield "simclr", nt_xent(z[:n], z[n:], temperature)
+        for _ in range(config.rotation_steps):
+            if state["pos"] + rot_images > len(state["order"]):
+                state["order"], state["pos"] = torch.randperm(len(wm_idx), generator=gen), 0
+            chosen = x[wm_idx[state["order"][state["pos"]:state["pos"] + rot_images]]]
+            state["pos"] += rot_images
+            rotated, labels = rotation_batch(chosen, config.task, gen)
+            logits = net.rotation(batch.layout(rotated.to(batch.device)))
+            labels = labels.to(batch.device)
+            batch.log("rotation_accuracy", int((logits.argmax(1) == labels).sum()), len(labels))
+            batch.count_images(len(labels))
+            yield "rotation", config.rotation_weight * F.cross_entropy(logits, labels)
+
+    return step
 
 
 def _watermark_key(victim: Victim, config: WatermarkConfig) -> dict[str, Any]:

@@ -42,3 +42,15 @@ def test_few_label_indices():
     with pytest.raises(ValueError, match="at least one"):
         linear_probe(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), torch.zeros(1, 2),
                      torch.zeros(1, dtype=torch.long), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
+
+
+def test_torch_probe_learns_separable_data_and_repeats():
+    from encsteal.probe import linear_probe_torch
+    from encsteal.runtime import RunOptions
+
+    (xtr, ytr), (xte, yte) = (_blobs(300, 8, 4, 1.0, s) for s in (0, 2))
+    settings = {"epochs": 10, "batch_size": 64, "lr": 1e-2}
+    a = linear_probe_torch(xtr, ytr, xte, yte, 4, settings, RunOptions(device="cpu"), seed=0)
+    b = linear_probe_torch(xtr, ytr, xte, yte, 4, settings, RunOptions(device="cpu"), seed=0)
+    assert a["accuracy"] > 0.95 and a["knn_accuracy"] > 0.95 and (a["n_train"], a["n_test"]) == (300, 300)
+    assert a["accuracy"] == b["accuracy"]
