@@ -95,7 +95,8 @@ def test_closure_of_the_real_kinds():
             "encsteal.cache"} <= set(victim)
     assert "encsteal.experiments.claims" not in victim and "encsteal.attack" not in victim
     watermark = dependency_closure(KINDS["watermarked_victim"].module)
-    assert "encsteal.attack" in watermark, "imported inside build_transferability"
+    assert "encsteal.watermark" in watermark and "encsteal.training" in watermark
+    assert "encsteal.experiments.watermark" not in watermark, "the chapter module uses the watermark, not the reverse"
     assert set(victim) <= set(watermark)
 
 

@@ -5,11 +5,20 @@ import torch
 
 from encsteal.cache import ResultCache
 from encsteal.data import load
-from encsteal.models import ProjectionHead, SmallConvNet
+from encsteal.models import SmallConvNet
 from encsteal.victims import VictimConfig, train_victim
-from encsteal.watermark import (WatermarkConfig, WatermarkMLP, embed_watermark, fit_watermark, ownership_test,
-                                rotate, rotation_angles, rotation_batch, train_watermarked_victim,
-                                watermark_accuracy, wilson_interval)
+from encsteal.watermark import (
+    WatermarkConfig,
+    WatermarkMLP,
+    embed_watermark,
+    ownership_test,
+    rotate,
+    rotation_angles,
+    rotation_batch,
+    train_watermarked_victim,
+    watermark_accuracy,
+    wilson_interval,
+)
 
 WIDTHS = (16, 32, 64, 64)
 
@@ -73,16 +82,6 @@ def test_ownership_decision_against_references_not_chance():
     # identical references: the std is floored at the binomial standard error
     flat = ownership_test(0.52, [0.5, 0.5, 0.5], n_images=2000)
     assert flat.reference_std == pytest.approx((0.25 / 2000) ** 0.5) and not flat.stolen
-
-
-@pytest.fixture(scope="module")
-def tiny_watermark():
-    d = load("mnist5k", "train")
-    torch.manual_seed(0)
-    enc, head = SmallConvNet(1, widths=WIDTHS), ProjectionHead(WIDTHS[-1], 64, 32)
-    cfg = WatermarkConfig(epochs=5, batch_size=128, lr=1e-2, rotation_steps=3, hidden=(64, 32))
-    enc, head, mlp, record = fit_watermark(enc, head, d.images[:512], cfg, 0.2, device="cpu", progress=False)
-    return enc, mlp, d.images[3000:3400], record
 
 
 def test_watermarked_encoder_scores_high_and_a_random_one_chance(tiny_watermark):
