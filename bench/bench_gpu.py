@@ -28,13 +28,21 @@ from encsteal.models import build_encoder
 from encsteal.runtime import RunOptions
 
 
-def run(queries, arch: str, size: int, epochs: int, batch: int, amp: bool, device: str, loader: str,
-        workers: int) -> float:
+def run(
+    queries, arch: str, size: int, epochs: int, batch: int, amp: bool, device: str, loader: str, workers: int
+) -> float:
     torch.manual_seed(0)
     victim = build_encoder(arch, 3, size).eval()
     api = EncoderAPI(victim, device=device, batch_size=batch)
-    cfg = StealConfig(loss="infonce", loss_params={"temperature": 0.07}, epochs=epochs, batch_size=batch, arch=arch,
-                      lr=3e-4, augment="stolen_only")
+    cfg = StealConfig(
+        loss="infonce",
+        loss_params={"temperature": 0.07},
+        epochs=epochs,
+        batch_size=batch,
+        arch=arch,
+        lr=3e-4,
+        augment="stolen_only",
+    )
     opts = RunOptions(device=device, amp=amp, loader=loader, num_workers=workers)
     if device == "cuda":  # warm-up: cuDNN's algorithm search and the allocator, not measured
         warm = StealConfig(**{**cfg.__dict__, "epochs": 1})
@@ -57,16 +65,20 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     if not cuda:
         torch.set_num_threads(a.threads)
-        print("No CUDA device: bf16 autocast needs a GPU (on a CPU it is >50x slower and refused), so only an "
-              "fp32 CPU figure is printed, at a much smaller size (128 queries, batch 32, 1 epoch).")
+        print(
+            "No CUDA device: bf16 autocast needs a GPU (on a CPU it is >50x slower and refused), so only an "
+            "fp32 CPU figure is printed, at a much smaller size (128 queries, batch 32, 1 epoch)."
+        )
         a.queries, a.batch_size, a.epochs, a.num_workers = min(a.queries, 128), min(a.batch_size, 32), 1, 0
     fmnist = load("fmnist", "train").subset(torch.arange(a.queries))
     queries = fmnist.images.expand(-1, 3, -1, -1).contiguous()  # grey -> RGB; resized to --size per batch
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} thread(s)"
-    print(f"{name}; steal: {a.arch} victim and copy at {a.size}px, InfoNCE, batch {a.batch_size}, "
-          f"{a.queries} Fashion-MNIST queries, {a.epochs} epochs, loader {a.loader}")
-    for amp in ((False, True) if cuda else (False,)):
+    print(
+        f"{name}; steal: {a.arch} victim and copy at {a.size}px, InfoNCE, batch {a.batch_size}, "
+        f"{a.queries} Fashion-MNIST queries, {a.epochs} epochs, loader {a.loader}"
+    )
+    for amp in (False, True) if cuda else (False,):
         rate = run(queries, a.arch, a.size, a.epochs, a.batch_size, amp, device, a.loader, a.num_workers)
         print(f"  {'bf16 autocast' if amp else 'fp32 (TF32 matmuls)' if cuda else 'fp32':20s}: {rate:9.0f} images/s")
 

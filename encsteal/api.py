@@ -2,8 +2,8 @@
 
 Self-supervised mode returns representations f_v(x) (or, as in the paper's "victim head"
 variant, the projection-head output g(f_v(x))). Supervised mode returns, by choice, the label,
-the top-k scores, all probabilities or the logits, as classifier APIs do (NOTES 1, "Supervised vs
-Self-Supervised Learning APIs"). Every image sent is a query (an augmented copy is a new one);
+the top-k scores, all probabilities or the logits, as classifier APIs do (book/paper_setup.md#setup-api-outputs).
+Every image sent is a query (an augmented copy is a new one);
 queries are counted and priced per user, an optional budget is enforced before anything is
 computed, and defenses plug in as transforms of the outputs that can read the user's history.
 """
@@ -83,10 +83,19 @@ class EncoderAPI:
         defenses: output transforms applied in order.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module | None = None, mode: str = "ssl",
-                 output: str = "representation", top_k: int = 5, price_per_1k: float = 1.0,
-                 budget: int | None = None, defenses: Sequence[Defense] = (), batch_size: int = 512,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module | None = None,
+        mode: str = "ssl",
+        output: str = "representation",
+        top_k: int = 5,
+        price_per_1k: float = 1.0,
+        budget: int | None = None,
+        defenses: Sequence[Defense] = (),
+        batch_size: int = 512,
+        device: str | torch.device = "cpu",
+    ):
         if mode not in MODES:
             raise ValueError(f"Unknown API mode {mode!r}. Allowed: {', '.join(MODES)}.")
         allowed = SSL_OUTPUTS if mode == "ssl" else SUPERVISED_OUTPUTS
@@ -127,9 +136,16 @@ class EncoderAPI:
 
     def describe(self) -> dict:
         """The API's public terms (used in cache keys and reports)."""
-        return {"mode": self.mode, "output": self.output, "top_k": self.top_k, "output_dim": self.output_dim,
-                "price_per_1k": self.price_per_1k, "budget": self.budget,
-                "defenses": [repr(d) for d in self.defenses], "victim": self.fingerprint()}
+        return {
+            "mode": self.mode,
+            "output": self.output,
+            "top_k": self.top_k,
+            "output_dim": self.output_dim,
+            "price_per_1k": self.price_per_1k,
+            "budget": self.budget,
+            "defenses": [repr(d) for d in self.defenses],
+            "victim": self.fingerprint(),
+        }
 
     # ---- accounting ------------------------------------------------------------------------
     def queries(self, user: str = "attacker") -> int:
@@ -163,10 +179,11 @@ class EncoderAPI:
         if self.budget is not None and history.queries + n > self.budget:
             raise BudgetExceeded(
                 f"User {user!r} asked for {n} more queries but has {self.budget - history.queries} of its "
-                f"budget of {self.budget} left; nothing was answered.")
+                f"budget of {self.budget} left; nothing was answered."
+            )
         reps, embeds, outs, adapted = [], [], [], []
         for s in range(0, n, self.batch_size):
-            x = adapt(images[s:s + self.batch_size], *self.input_shape).to(self.device)
+            x = adapt(images[s : s + self.batch_size], *self.input_shape).to(self.device)
             rep = self.encoder(x)
             head_out = self.head(rep) if self.head is not None else None
             reps.append(rep)

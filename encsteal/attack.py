@@ -7,12 +7,12 @@ its outputs match the answers under one of the paper's losses. Two query designs
   answers are reused in every epoch, so the number of queries is the number of images (times
   the number of augmented views, if any);
 * ``requery_every_epoch=True``: the official code's design, which sends every batch again in
-  every epoch (NOTES 3, 9.4 item 12); here every image sent is counted, honestly.
+  every epoch (book/paper_setup.md#setup-query-accounting); here every image sent is counted, honestly.
 
 Augmentation (``augment``): ``"none"`` sends the plain images; ``"views"`` makes ``views``
 augmented copies of each image and the victim answers each copy (each counts as a query);
 ``"stolen_only"`` lets the victim answer the plain image once while the stolen encoder sees a
-fresh augmented copy each epoch (the paper's ImageNet setup, NOTES 2.2).
+fresh augmented copy each epoch (the paper's ImageNet setup, book/paper_setup.md#setup-stealing-imagenet).
 
 A supervised API (labels or probabilities) is stolen the same way with the same stolen
 architecture plus a linear classifier, trained with cross-entropy on the answers: the
@@ -35,10 +35,10 @@ from encsteal.cache import ResultCache, tensor_fingerprint
 from encsteal.checkpoint import flat_state, load_flat_state
 from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt
-from encsteal.losses import LOSSES, get_loss
-from encsteal.models import ARCHS, LinearClassifier, build_encoder
 from encsteal.distributed import gather_nograd, shard_bounds, sum_over_ranks
 from encsteal.distributed import info as dist_info
+from encsteal.losses import LOSSES, get_loss
+from encsteal.models import ARCHS, LinearClassifier, build_encoder
 from encsteal.runtime import RunOptions, prepare_device, seed_everything
 from encsteal.training import Batch, OptimizerSpec, StepFn, fit
 
@@ -107,7 +107,9 @@ class StealResult:
         return self.record_images / self.seconds if self.seconds > 0 else float("nan")
 
 
-def build_stolen(config: StealConfig, api: EncoderAPI, in_channels: int, input_size: int) -> tuple[nn.Module, nn.Module | None]:
+def build_stolen(
+    config: StealConfig, api: EncoderAPI, in_channels: int, input_size: int
+) -> tuple[nn.Module, nn.Module | None]:
     """The stolen encoder (projected to the API's output size if needed) and, for a supervised
     API, the classifier trained on its answers."""
     torch.manual_seed(config.seed)
@@ -135,10 +137,18 @@ def _query_inputs(config: StealConfig, x: torch.Tensor, gen: torch.Generator, au
     return x
 
 
-def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig,
-          query_labels: torch.Tensor | None = None, input_size: int | None = None,
-          user: str = "attacker", cache: ResultCache | None = None, device: str = "auto",
-          progress: bool = True, options: RunOptions | None = None) -> StealResult:
+def steal(
+    api: EncoderAPI,
+    queries: ImageSet | torch.Tensor,
+    config: StealConfig,
+    query_labels: torch.Tensor | None = None,
+    input_size: int | None = None,
+    user: str = "attacker",
+    cache: ResultCache | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    options: RunOptions | None = None,
+) -> StealResult:
     """Steal the encoder behind ``api`` with the images ``queries``.
 
     Args:
@@ -167,21 +177,30 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
     needs_labels = LOSSES[config.loss].needs_labels and api.mode == "ssl"
     if needs_labels and query_labels is None:
         if isinstance(queries, ImageSet):
-            raise ValueError(f"The {config.loss!r} loss uses the query images' labels: pass query_labels="
-                             "queries.labels explicitly (the attack is then not label-free).")
+            raise ValueError(
+                f"The {config.loss!r} loss uses the query images' labels: pass query_labels="
+                "queries.labels explicitly (the attack is then not label-free)."
+            )
         raise ValueError(f"The {config.loss!r} loss needs query_labels.")
     if api.budget is not None:
         sends = len(images) * (config.views if config.augment == "views" else 1)
         total = sends * (config.epochs if config.requery_every_epoch else 1)
         remaining = api.remaining(user)
         if remaining is not None and total > remaining:
-            raise BudgetExceeded(f"This attack would send {total} queries but user {user!r} has "
-                                 f"{remaining} of its budget of {api.budget} left; lower the number of "
-                                 "images, views or epochs.")
+            raise BudgetExceeded(
+                f"This attack would send {total} queries but user {user!r} has "
+                f"{remaining} of its budget of {api.budget} left; lower the number of "
+                "images, views or epochs."
+            )
     c, size = images.shape[1], input_size or images.shape[-1]
-    key = {"api": api.describe(), "queries": stream_fingerprint(images), "config": config,
-           "labels": None if query_labels is None else tensor_fingerprint(query_labels),
-           "input_size": size, "user": user}
+    key = {
+        "api": api.describe(),
+        "queries": stream_fingerprint(images),
+        "config": config,
+        "labels": None if query_labels is None else tensor_fingerprint(query_labels),
+        "input_size": size,
+        "user": user,
+    }
     if api.defenses:  # a defense may answer according to the user's earlier queries
         key["history_before"] = api.queries(user)
     tag = options.cache_tag() if options is not None else None
@@ -195,20 +214,30 @@ def steal(api: EncoderAPI, queries: ImageSet | torch.Tensor, config: StealConfig
         load_flat_state(modules, tensors)
         rec = meta["record"]
         api.record_replayed_queries(user, int(rec["queries"]))  # a cached attack still counts its queries
-        return StealResult(encoder.eval(), rec["queries"], rec["spent"], rec["loss_curve"], rec["seconds"],
-                           config, True, rec["images"])
+        return StealResult(
+            encoder.eval(), rec["queries"], rec["spent"], rec["loss_curve"], rec["seconds"], config, True, rec["images"]
+        )
 
     def compute() -> StealResult:
         if dist_info().enabled and api.defenses:
-            raise ValueError("A defended API keeps per-user query state, which DDP would split between "
-                             "processes: attack it from a single process (no torchrun).")
-        return _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress,
-                           options)
+            raise ValueError(
+                "A defended API keeps per-user query state, which DDP would split between "
+                "processes: attack it from a single process (no torchrun)."
+            )
+        return _run_attack(
+            api, images, config, query_labels, encoder, classifier, size, user, device, progress, options
+        )
 
     def save(result: StealResult) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return flat_state(modules), {"record": {"queries": result.queries, "spent": result.spent,
-                                                "loss_curve": result.loss_curve, "seconds": result.seconds,
-                                                "images": result.record_images}}
+        return flat_state(modules), {
+            "record": {
+                "queries": result.queries,
+                "spent": result.spent,
+                "loss_curve": result.loss_curve,
+                "seconds": result.seconds,
+                "images": result.record_images,
+            }
+        }
 
     return cache.get_or_compute("stolen", key, compute, save, load)
 
@@ -222,7 +251,7 @@ def stream_fingerprint(images: torch.Tensor, rows: int = 4096) -> str:
     digest = hashlib.sha256()
     digest.update(f"{tuple(images.shape)}{images.dtype}".encode())
     for s in range(0, len(images), rows):
-        digest.update(images[s:s + rows].detach().numpy())
+        digest.update(images[s : s + rows].detach().numpy())
     return digest.hexdigest()[:20]
 
 
@@ -238,14 +267,14 @@ class _StealNet(nn.Module):
         return self.classifier(out) if self.classifier is not None else out
 
 
-def _answer_all(api: EncoderAPI, sent: torch.Tensor, c: int, size: int, user: str,
-                chunk: int = 1024) -> torch.Tensor:
+def _answer_all(api: EncoderAPI, sent: torch.Tensor, c: int, size: int, user: str, chunk: int = 1024) -> torch.Tensor:
     """The API's answers to all of ``sent`` (query-once design), adapted chunk by chunk; under DDP
     each process sends its contiguous share and the answers are gathered in order."""
     d = dist_info()
     lo, hi = shard_bounds(len(sent), d.rank, d.world_size)
-    answers = [api.query(adapt(sent[s:min(s + chunk, hi)].to(api.device), c, size), user)
-               for s in range(lo, hi, chunk)]
+    answers = [
+        api.query(adapt(sent[s : min(s + chunk, hi)].to(api.device), c, size), user) for s in range(lo, hi, chunk)
+    ]
     mine = torch.cat(answers) if answers else torch.empty(0, api.output_dim)
     if not d.enabled:
         return mine
@@ -258,8 +287,9 @@ def _collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def _run_attack(api, images, config, query_labels, encoder, classifier, size, user, device, progress,
-                options=None) -> StealResult:
+def _run_attack(
+    api, images, config, query_labels, encoder, classifier, size, user, device, progress, options=None
+) -> StealResult:
     opts = options if options is not None else RunOptions(device=device)
     if options is not None and device != "auto" and options.device == "auto":
         opts = replace(options, device=device)
@@ -280,22 +310,52 @@ def _run_attack(api, images, config, query_labels, encoder, classifier, size, us
     else:
         train_x, train_labels, answers = images, labels, None
     views = config.views if (config.requery_every_epoch and config.augment == "views") else 1
-    step = _steal_step(api, config, classifier is not None, labels, train_labels, answers, c, size, views, user,
-                       augment)
+    step = _steal_step(
+        api, config, classifier is not None, labels, train_labels, answers, c, size, views, user, augment
+    )
     net = _StealNet(encoder, classifier)
-    fitted = fit(net, list(net.parameters()), step, train_x,
-                 optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay), epochs=config.epochs,
-                 batch_size=config.batch_size, generator=gen, options=opts, drop_last=False, views=views,
-                 progress=progress, label=f"steal ({config.loss})",
-                 status=lambda: {"queries": api.queries(user) - before})
+    fitted = fit(
+        net,
+        list(net.parameters()),
+        step,
+        train_x,
+        optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=gen,
+        options=opts,
+        drop_last=False,
+        views=views,
+        progress=progress,
+        label=f"steal ({config.loss})",
+        status=lambda: {"queries": api.queries(user) - before},
+    )
     made = sum_over_ranks(api.queries(user) - before)
-    return StealResult(fitted.model.encoder, made, made * api.price_per_1k / 1000.0, fitted.loss_curve,
-                       fitted.seconds, config, False, fitted.images)
+    return StealResult(
+        fitted.model.encoder,
+        made,
+        made * api.price_per_1k / 1000.0,
+        fitted.loss_curve,
+        fitted.seconds,
+        config,
+        False,
+        fitted.images,
+    )
 
 
-def _steal_step(api: EncoderAPI, config: StealConfig, supervised: bool, labels: torch.Tensor,
-                train_labels: torch.Tensor, answers: torch.Tensor | None, c: int, size: int, views: int, user: str,
-                augment: Augment) -> StepFn:
+def _steal_step(
+    api: EncoderAPI,
+    config: StealConfig,
+    supervised: bool,
+    labels: torch.Tensor,
+    train_labels: torch.Tensor,
+    answers: torch.Tensor | None,
+    c: int,
+    size: int,
+    views: int,
+    user: str,
+    augment: Augment,
+) -> StepFn:
     """One attack batch: the targets (stored answers, or the API asked again), the stolen side's
     inputs, and the loss on the outputs gathered over the global batch."""
     loss_fn = None if supervised else get_loss(config.loss, **config.loss_params)

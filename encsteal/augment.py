@@ -1,12 +1,15 @@
 """Batched SimCLR-style augmentation, one random draw per image.
 
 torchvision's transforms draw one set of random parameters per call, so a batch tensor gets the
-same crop for every image, and calling them image by image runs at ~840 views/s on this CPU
-(TOOLCHAIN.md). This module draws per-image parameters and applies them to the whole batch at once
+same crop for every image, and calling them image by image is slow (about 840 views/s on a
+2-core CPU, competing with training for the same cores). This module draws per-image parameters and applies them to
+the whole batch at once
 with one ``affine_grid``/``grid_sample`` (random resized crop, flip, small rotation) and vectorised
-colour jitter. Chen et al. (2020) and the paper's victims (NOTES 4.4) use crop + flip + colour
-jitter (p=0.8) + grayscale (p=0.2); brightness/contrast jitter is what keeps a small SimCLR encoder
-from matching crops by brightness alone (CALIBRATION.md).
+colour jitter. Chen et al. (2020) and the paper's victims (book/paper_setup.md#setup-victim-cifar) use crop + flip +
+colour
+jitter (p=0.8) + grayscale (p=0.2); brightness/contrast jitter stays on because without it a small SimCLR
+encoder can match crops of one image by their overall brightness and learns little else
+(book/paper_setup.md#setup-book-choices).
 """
 
 from __future__ import annotations
@@ -49,10 +52,13 @@ class Augment:
         angle = (rand(n) * 2 - 1) * math.radians(self.max_rotation)
         sign = torch.where(rand(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=dev)
         cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.stack([
-            torch.stack([w * cos * sign, -h * sin, tx], dim=1),
-            torch.stack([w * sin * sign, h * cos, ty], dim=1),
-        ], dim=1)
+        theta = torch.stack(
+            [
+                torch.stack([w * cos * sign, -h * sin, tx], dim=1),
+                torch.stack([w * sin * sign, h * cos, ty], dim=1),
+            ],
+            dim=1,
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out = self._jitter(out, rand)

@@ -21,8 +21,12 @@ from encsteal.victims import VictimConfig, fit_victim
 
 
 def machine() -> dict[str, object]:
-    return {"processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def victim_training(images: int = 2560, epochs: int = 2) -> list[dict[str, object]]:
@@ -32,25 +36,37 @@ def victim_training(images: int = 2560, epochs: int = 2) -> list[dict[str, objec
     for method in ("simclr", "supervised"):
         cfg = VictimConfig(method=method, num_train=images, epochs=epochs)
         v = fit_victim(cfg, data, device="cpu", progress=False)
-        rows.append({"what": f"{method} victim training (convnet, 28x28x1, batch {cfg.batch_size})",
-                     "images_per_s": v.record["images_per_second"], "seconds": v.train_seconds})
+        rows.append(
+            {
+                "what": f"{method} victim training (convnet, 28x28x1, batch {cfg.batch_size})",
+                "images_per_s": v.record["images_per_second"],
+                "seconds": v.train_seconds,
+            }
+        )
     return rows
 
 
 def probe_time(probe_train: int = 5000, probe_val: int = 1000, probe_test: int = 2000) -> list[dict[str, object]]:
     """Feature extraction and probe fitting time for the quick encoder."""
     enc = SmallConvNet(1).eval()
-    splits = role_splits("fmnist", {"probe_train": probe_train, "probe_val": probe_val, "probe_test": probe_test}, seed=0)
+    splits = role_splits(
+        "fmnist", {"probe_train": probe_train, "probe_val": probe_val, "probe_test": probe_test}, seed=0
+    )
     start = time.perf_counter()
     feats = {r: extract_features(enc, splits[r]) for r in ("probe_train", "probe_val", "probe_test")}
     t_feat = time.perf_counter() - start
     n = probe_train + probe_val + probe_test
     full = probe_features(feats, splits)
     few = probe_features(feats, splits, per_class=10)
-    return [{"what": f"features of {n} images (convnet)", "images_per_s": n / t_feat, "seconds": t_feat},
-            {"what": f"linear probe ({probe_train} labels, 4 C values) + k-NN", "images_per_s": float("nan"),
-             "seconds": full.seconds},
-            {"what": "few-label probe (10 per class)", "images_per_s": float("nan"), "seconds": few.seconds}]
+    return [
+        {"what": f"features of {n} images (convnet)", "images_per_s": n / t_feat, "seconds": t_feat},
+        {
+            "what": f"linear probe ({probe_train} labels, 4 C values) + k-NN",
+            "images_per_s": float("nan"),
+            "seconds": full.seconds,
+        },
+        {"what": "few-label probe (10 per class)", "images_per_s": float("nan"), "seconds": few.seconds},
+    ]
 
 
 def stealing(queries: int = 1000, epochs: int = 5, views: int = 2) -> list[dict[str, object]]:
@@ -66,8 +82,14 @@ def stealing(queries: int = 1000, epochs: int = 5, views: int = 2) -> list[dict[
             res = steal(EncoderAPI(victim), data, cfg, cache=ResultCache(enabled=False), device="cpu", progress=False)
             wall = time.perf_counter() - start
             design = "re-query every epoch (official)" if requery else "query once"
-            rows.append({"what": f"steal, augment={augment}, {design}", "images_per_s": res.record_images / wall,
-                         "seconds": wall, "queries": res.queries})
+            rows.append(
+                {
+                    "what": f"steal, augment={augment}, {design}",
+                    "images_per_s": res.record_images / wall,
+                    "seconds": wall,
+                    "queries": res.queries,
+                }
+            )
     return rows
 
 
@@ -82,8 +104,13 @@ def efficientnet_forward(sizes: tuple[int, ...] = (32, 64), batch: int = 64) -> 
             start = time.perf_counter()
             enc(x)
             t = time.perf_counter() - start
-        rows.append({"what": f"EfficientNet-Lite0 forward at {size} px (batch {batch})", "images_per_s": batch / t,
-                     "seconds": t})
+        rows.append(
+            {
+                "what": f"EfficientNet-Lite0 forward at {size} px (batch {batch})",
+                "images_per_s": batch / t,
+                "seconds": t,
+            }
+        )
     return rows
 
 
@@ -94,10 +121,12 @@ def machine_table() -> pd.DataFrame:
 
 def chapter_table(victim_images: int, queries: int, steal_epochs: int) -> pd.DataFrame:
     """The performance appendix's measurements, one row per workload (indexed by ``what``)."""
-    rows = (victim_training(images=min(victim_images, 2560), epochs=1)
-            + stealing(queries=queries, epochs=max(steal_epochs // 4, 1))
-            + efficientnet_forward((32, 64))
-            + probe_time(probe_train=1000, probe_val=500, probe_test=1000))
+    rows = (
+        victim_training(images=min(victim_images, 2560), epochs=1)
+        + stealing(queries=queries, epochs=max(steal_epochs // 4, 1))
+        + efficientnet_forward((32, 64))
+        + probe_time(probe_train=1000, probe_val=500, probe_test=1000)
+    )
     return pd.DataFrame(rows).set_index("what")
 
 

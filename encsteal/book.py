@@ -115,9 +115,14 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False) -> list[P
         tmp = target.with_suffix(".running.ipynb")
         run_dir = results_dir if chapter == "claims" else staging  # the claims page reads the others' results
         try:
-            papermill.execute_notebook(str(notebook), str(tmp), parameters={"profile": profile,
-                                                                           "results_dir": str(run_dir)},
-                                       cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+            papermill.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters={"profile": profile, "results_dir": str(run_dir)},
+                cwd=str(ROOT / "notebooks"),
+                kernel_name="python3",
+                progress_bar=False,
+            )
         except BaseException:
             print(f"[book] {notebook.name} failed or was interrupted; the partial copy is {tmp}", file=sys.stderr)
             raise
@@ -163,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", choices=params.PROFILES)
     parser.add_argument("--force", action="store_true", help="re-execute every chapter")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="build in a copy of the book's sources under this folder (the repository is untouched)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="build in a copy of the book's sources under this folder (the repository is untouched)",
+    )
     args = parser.parse_args(argv)
     global ROOT
     if args.root is not None:

@@ -72,6 +72,7 @@ class CacheCorruptionWarning(UserWarning):
 
 # ---- kinds and the code they depend on ----------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Kind:
     """A kind of cached result: the module that computes it and a hand-bumped algorithm version."""
@@ -102,9 +103,10 @@ def kind_spec(kind: str) -> Kind:
     try:
         return KINDS[kind]
     except KeyError:
-        raise KeyError(f"Unknown cache kind {kind!r}: register it with encsteal.cache.register_kind(kind, "
-                       f"module) so that its key covers the code that computes it. Known: {', '.join(KINDS)}.") \
-            from None
+        raise KeyError(
+            f"Unknown cache kind {kind!r}: register it with encsteal.cache.register_kind(kind, "
+            f"module) so that its key covers the code that computes it. Known: {', '.join(KINDS)}."
+        ) from None
 
 
 def module_source(name: str, root: Path = PACKAGE_DIR) -> Path | None:
@@ -125,7 +127,7 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def direct_imports(name: str, root: Path = PACKAGE_DIR) -> frozenset[str]:
     """The package's modules that module ``name`` imports anywhere in its source (also inside functions)."""
     path = module_source(name, root)
@@ -141,7 +143,7 @@ def direct_imports(name: str, root: Path = PACKAGE_DIR) -> frozenset[str]:
                 up = package.split(".")
                 if node.level - 1 >= len(up):
                     continue  # beyond the top-level package
-                base = ".".join(up[:len(up) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(up[: len(up) - node.level + 1] + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
             found.add(base)
@@ -150,7 +152,7 @@ def direct_imports(name: str, root: Path = PACKAGE_DIR) -> frozenset[str]:
     return frozenset(p for m in mine for p in _with_parents(m))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dependency_closure(name: str, root: Path = PACKAGE_DIR) -> tuple[str, ...]:
     """Module ``name``, its parent packages and every package module they import, transitively (sorted)."""
     if module_source(name, root) is None:
@@ -165,7 +167,7 @@ def dependency_closure(name: str, root: Path = PACKAGE_DIR) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_hash(name: str, root: Path = PACKAGE_DIR) -> str:
     """sha256 of the raw source bytes of :func:`dependency_closure` (module names + file contents, no paths)."""
     digest = hashlib.sha256()
@@ -177,6 +179,7 @@ def code_hash(name: str, root: Path = PACKAGE_DIR) -> str:
 
 
 # ---- keys --------------------------------------------------------------------------------------
+
 
 def to_jsonable(config: Any) -> Any:
     """Dataclasses, tuples and paths become JSON-friendly values."""
@@ -233,6 +236,7 @@ def tensor_fingerprint(*tensors: torch.Tensor) -> str:
 
 # ---- atomic writes -----------------------------------------------------------------------------
 
+
 def _fsync(path: str) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
@@ -269,6 +273,7 @@ def atomic_save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None
 
 # ---- verification ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class EntryStatus:
     """What :func:`inspect_entry` found: ``status`` is "fresh", "stale", "corrupt" or "incomplete"."""
@@ -279,8 +284,9 @@ class EntryStatus:
     reason: str = ""
 
 
-def _verified(tensor_path: Path, meta_path: Path, kind: str,
-              material: Mapping[str, Any] | None) -> tuple[Entry | None, str]:
+def _verified(
+    tensor_path: Path, meta_path: Path, kind: str, material: Mapping[str, Any] | None
+) -> tuple[Entry | None, str]:
     """Read and verify one entry: ``(entry, "")``, or ``(None, why it is corrupt)``.
 
     ``material``: the key material the entry must record (None: only that it hashes to its file name).
@@ -335,12 +341,14 @@ def inspect_entry(meta_path: str | os.PathLike) -> EntryStatus:
     if recorded.get("code") != now["code"]:
         return EntryStatus(tensor_path, kind, "stale", f"the code of {KINDS[kind].module} or its imports changed")
     if recorded.get("algorithm") != now["algorithm"]:
-        return EntryStatus(tensor_path, kind, "stale",
-                           f"algorithm version {recorded.get('algorithm')} is not {now['algorithm']}")
+        return EntryStatus(
+            tensor_path, kind, "stale", f"algorithm version {recorded.get('algorithm')} is not {now['algorithm']}"
+        )
     return EntryStatus(tensor_path, kind, "fresh")
 
 
 # ---- the cache ---------------------------------------------------------------------------------
+
 
 class ResultCache:
     """Tensors + metadata stored under ``root/<kind>/<key>.{safetensors,json}``.
@@ -353,8 +361,12 @@ class ResultCache:
             entries are verified like local ones; a corrupt one is skipped with a warning.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True,
-                 shipped: tuple[str | os.PathLike, ...] | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        enabled: bool = True,
+        shipped: tuple[str | os.PathLike, ...] | None = None,
+    ):
         self.root = cache_root(root)
         self.enabled = enabled
         self.shipped = tuple(Path(p) for p in (shipped if shipped is not None else (SHIPPED_DIR,)))
@@ -381,13 +393,17 @@ class ResultCache:
             if entry is not None:
                 return entry
             where = "" if root == self.root else " (a read-only shipped entry)"
-            warnings.warn(f"Ignoring corrupt cache entry {tensor_path}: {why}{where}. It is not loaded; the {kind} "
-                          "result comes from another valid copy or is recomputed and stored again.",
-                          CacheCorruptionWarning, stacklevel=3)
+            warnings.warn(
+                f"Ignoring corrupt cache entry {tensor_path}: {why}{where}. It is not loaded; the {kind} "
+                "result comes from another valid copy or is recomputed and stored again.",
+                CacheCorruptionWarning,
+                stacklevel=3,
+            )
         return None
 
-    def put(self, kind: str, config: Any, tensors: Mapping[str, torch.Tensor],
-            meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    def put(
+        self, kind: str, config: Any, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
         """Store an entry atomically (tensors first, sidecar last); returns its sidecar record."""
         if not self.enabled:
             return None
@@ -395,23 +411,40 @@ class ResultCache:
         tensor_path, meta_path = self.paths(kind, config)
         meta_path.unlink(missing_ok=True)  # a rewrite interrupted below leaves an incomplete entry
         atomic_save_tensors(tensor_path, tensors)
-        record = {**to_jsonable(dict(meta)), "kind": kind, "key": material, "config": material["config"],
-                  "version": __version__, "sha256": file_sha256(tensor_path)}
+        record = {
+            **to_jsonable(dict(meta)),
+            "kind": kind,
+            "key": material,
+            "config": material["config"],
+            "version": __version__,
+            "sha256": file_sha256(tensor_path),
+        }
         atomic_write_bytes(meta_path, json.dumps(record, indent=2, sort_keys=True).encode())
         return record
 
     @overload
-    def get_or_compute(self, kind: str, config: Any,
-                       compute: Callable[[], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]]) -> Entry: ...
+    def get_or_compute(
+        self, kind: str, config: Any, compute: Callable[[], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]]
+    ) -> Entry: ...
 
     @overload
-    def get_or_compute(self, kind: str, config: Any, compute: Callable[[], T],
-                       save: Callable[[T], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
-                       load: Callable[[dict[str, torch.Tensor], dict[str, Any]], T]) -> T: ...
+    def get_or_compute(
+        self,
+        kind: str,
+        config: Any,
+        compute: Callable[[], T],
+        save: Callable[[T], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
+        load: Callable[[dict[str, torch.Tensor], dict[str, Any]], T],
+    ) -> T: ...
 
-    def get_or_compute(self, kind: str, config: Any, compute: Callable[[], Any],
-                       save: Callable[[Any], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]] | None = None,
-                       load: Callable[[dict[str, torch.Tensor], dict[str, Any]], Any] | None = None) -> Any:
+    def get_or_compute(
+        self,
+        kind: str,
+        config: Any,
+        compute: Callable[[], Any],
+        save: Callable[[Any], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]] | None = None,
+        load: Callable[[dict[str, torch.Tensor], dict[str, Any]], Any] | None = None,
+    ) -> Any:
         """The one cached-result path: load the verified entry for ``config``, or compute, store and return it.
 
         Without ``save``/``load``, ``compute`` returns ``(tensors, metadata)`` and so does this. With
@@ -425,9 +458,11 @@ class ResultCache:
         spec = kind_spec(kind)
         made_in = getattr(compute, "__module__", None) or ""
         if made_in.split(".")[0] == PACKAGE_DIR.name and made_in not in dependency_closure(spec.module):
-            raise RuntimeError(f"{kind!r} results are computed in {made_in}, which the key of kind {kind!r} does "
-                               f"not cover ({spec.module} and its imports): register the kind with the module "
-                               "that computes it.")
+            raise RuntimeError(
+                f"{kind!r} results are computed in {made_in}, which the key of kind {kind!r} does "
+                f"not cover ({spec.module} and its imports): register the kind with the module "
+                "that computes it."
+            )
         hit = self.get(kind, config)
         if hit is not None:
             return hit if load is None else load(*hit)
@@ -439,5 +474,8 @@ class ResultCache:
         barrier()
         if save is not None:
             return result
-        return dict(tensors), record if record is not None else {"kind": kind, "config": to_jsonable(config),
-                                                                  **to_jsonable(dict(meta))}
+        return dict(tensors), record if record is not None else {
+            "kind": kind,
+            "config": to_jsonable(config),
+            **to_jsonable(dict(meta)),
+        }

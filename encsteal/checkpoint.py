@@ -25,7 +25,7 @@ def load_flat_state(modules: Mapping[str, nn.Module], tensors: Mapping[str, torc
     """Load a flat state dict into ``modules`` strictly: a missing or unexpected key is an error."""
     for name, module in modules.items():
         prefix = f"{name}."
-        sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         module.load_state_dict(sub, strict=True)
     known = tuple(f"{n}." for n in modules)
     extra = [k for k in tensors if not k.startswith(known)]

@@ -1,16 +1,17 @@
-"""Output defenses adapted to encoder APIs (NOTES 6): transforms of the API's answers.
+"""Output defenses adapted to encoder APIs (book/paper_setup.md#setup-defenses): transforms of the API's answers.
 
 Each defense is a callable ``(outputs, context) -> outputs`` for ``EncoderAPI(defenses=...)``
 and is built by name with :func:`make_defense`:
 
 * ``"noise"`` - additive Gaussian noise. The official code's defaults are mean 5, std 0.5
-  (``--mu``/``--sigma``, NOTES 6 item 1); zero-mean noise is ``mean=0``. With ``reference_std``
+  (``--mu``/``--sigma``, book/paper_setup.md#setup-defenses); zero-mean noise is ``mean=0``. With ``reference_std``
   (the representations' per-dimension std, a number or one value per dimension) ``std`` is a
-  multiple of it, as in CALIBRATION.md ("std as a multiple of the per-dimension std, 0.343").
+  multiple of it, so that one strength means the same for encoders whose outputs differ in scale
+  (book/paper_setup.md#setup-book-choices).
 * ``"rounding"`` - quantise every coordinate to the grid ``step * round(x / step)`` (``step``
   relative to ``reference_std`` when that is given).
 * ``"truncation"`` - keep the ``k`` coordinates of largest magnitude, zero the rest.
-* ``"duplicates"`` - detect augmented duplicate queries (NOTES 6 item 2): a query whose
+* ``"duplicates"`` - detect augmented duplicate queries (book/paper_setup.md#setup-defenses): a query whose
   victim-side embedding (the projection-head output) has a rescaled cosine ``(cos + 1) / 2``
   above ``threshold`` (official: 0.8) with an earlier query of the same user gets a poisoned
   answer (official: N(1000, sigma^2) with sigma = ``--sigma`` = 0.5). The official code compares
@@ -52,8 +53,14 @@ def _fmt(value: Any) -> str:
     return repr(value)
 
 
-def _check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
-                  low_open: bool = False, integer: bool = False) -> None:
+def _check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
+) -> None:
     kind = "an integer" if integer else "a number"
     ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(float(value))):
@@ -122,7 +129,7 @@ def _scaled(value: float, reference: float | torch.Tensor | None, dim: int) -> f
 
 
 class GaussianNoise(OutputDefense):
-    """Add N(mean, std^2) noise to every returned coordinate (NOTES 6 item 1).
+    """Add N(mean, std^2) noise to every returned coordinate (book/paper_setup.md#setup-defenses).
 
     Args:
         mean: noise mean, in output units (official default 5).
@@ -133,8 +140,9 @@ class GaussianNoise(OutputDefense):
 
     name = "noise"
 
-    def __init__(self, mean: float = 5.0, std: float = 0.5, reference_std: float | torch.Tensor | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, mean: float = 5.0, std: float = 0.5, reference_std: float | torch.Tensor | None = None, seed: int = 0
+    ):
         super().__init__(seed)
         _check_number("mean", mean)
         _check_number("std", std, 0.0)
@@ -198,8 +206,10 @@ class Truncation(OutputDefense):
 
     def __call__(self, outputs: torch.Tensor, context: QueryContext) -> torch.Tensor:
         if self.k > outputs.shape[1]:
-            raise ValueError(f"Truncation k={self.k} exceeds the output size {outputs.shape[1]}; "
-                             f"allowed: 1 <= k <= {outputs.shape[1]}.")
+            raise ValueError(
+                f"Truncation k={self.k} exceeds the output size {outputs.shape[1]}; "
+                f"allowed: 1 <= k <= {outputs.shape[1]}."
+            )
         idx = outputs.abs().topk(self.k, dim=1).indices
         return torch.zeros_like(outputs).scatter_(1, idx, outputs.gather(1, idx))
 
@@ -213,15 +223,17 @@ class DetectionRecord:
     flags: torch.Tensor
 
 
-def max_earlier_similarity(embeddings: torch.Tensor, history: torch.Tensor | None = None,
-                           chunk: int = 1024) -> torch.Tensor:
+def max_earlier_similarity(
+    embeddings: torch.Tensor, history: torch.Tensor | None = None, chunk: int = 1024
+) -> torch.Tensor:
     """For each row, the largest rescaled cosine ``(cos + 1) / 2`` with an earlier row of the batch
-    or any row of ``history``; 0 when there is nothing earlier (the official score, NOTES 6)."""
+    or any row of ``history``; 0 when there is nothing earlier (the official score,
+    book/paper_setup.md#setup-defenses)."""
     z = F.normalize(embeddings.float(), dim=1)
     past = F.normalize(history.float(), dim=1) if history is not None and len(history) else None
     out = torch.zeros(len(z))
     for s in range(0, len(z), chunk):
-        block = z[s:s + chunk]
+        block = z[s : s + chunk]
         best = torch.full((len(block),), -math.inf)
         if past is not None:
             best = torch.maximum(best, (block @ past.T).max(dim=1).values)
@@ -230,12 +242,12 @@ def max_earlier_similarity(embeddings: torch.Tensor, history: torch.Tensor | Non
         within = block @ block.T
         within = within.masked_fill(~torch.ones_like(within, dtype=torch.bool).tril(-1), -math.inf)
         best = torch.maximum(best, within.max(dim=1).values)
-        out[s:s + chunk] = torch.where(torch.isinf(best), torch.zeros_like(best), ((best + 1) / 2).clamp(0, 1))
+        out[s : s + chunk] = torch.where(torch.isinf(best), torch.zeros_like(best), ((best + 1) / 2).clamp(0, 1))
     return out
 
 
 class DuplicateDetector(OutputDefense):
-    """Answer suspected augmented duplicates with poison (NOTES 6 item 2).
+    """Answer suspected augmented duplicates with poison (book/paper_setup.md#setup-defenses).
 
     Args:
         threshold: rescaled-cosine threshold in [0, 1] (official 0.8); a query is flagged when
@@ -250,8 +262,16 @@ class DuplicateDetector(OutputDefense):
 
     name = "duplicates"
 
-    def __init__(self, threshold: float = 0.8, scope: str = "history", poison: str = "gaussian",
-                 poison_mean: float = 1000.0, poison_std: float = 0.5, seed: int = 0, record: bool = True):
+    def __init__(
+        self,
+        threshold: float = 0.8,
+        scope: str = "history",
+        poison: str = "gaussian",
+        poison_mean: float = 1000.0,
+        poison_std: float = 0.5,
+        seed: int = 0,
+        record: bool = True,
+    ):
         super().__init__(seed)
         _check_number("threshold", threshold, 0.0, 1.0)
         _check_choice("scope", scope, SCOPES)
@@ -264,8 +284,14 @@ class DuplicateDetector(OutputDefense):
         self.records: list[DetectionRecord] = []
 
     def params(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "scope": self.scope, "poison": self.poison,
-                "poison_mean": self.poison_mean, "poison_std": self.poison_std, "seed": self.seed}
+        return {
+            "threshold": self.threshold,
+            "scope": self.scope,
+            "poison": self.poison,
+            "poison_mean": self.poison_mean,
+            "poison_std": self.poison_std,
+            "seed": self.seed,
+        }
 
     def score(self, context: QueryContext) -> torch.Tensor:
         history = context.history.past_embeddings() if self.scope == "history" else None
@@ -318,24 +344,27 @@ def make_defense(name: str, **params: Any) -> OutputDefense:
         raise ValueError(f"Unknown defense {name!r}. Allowed: {', '.join(DEFENSES)}.")
     unknown = sorted(set(params) - set(DEFENSE_PARAMS[name]))
     if unknown:
-        raise ValueError(f"Unknown parameter(s) {unknown} for defense {name!r}. "
-                         f"Allowed: {', '.join(DEFENSE_PARAMS[name])}.")
+        raise ValueError(
+            f"Unknown parameter(s) {unknown} for defense {name!r}. Allowed: {', '.join(DEFENSE_PARAMS[name])}."
+        )
     return DEFENSES[name](**params)
 
 
 def representation_std(outputs: torch.Tensor, per_dimension: bool = False) -> float | torch.Tensor:
-    """The per-dimension std of API outputs (N, D): the mean over dimensions (CALIBRATION.md's
-    single number) or, with ``per_dimension``, one value per dimension."""
+    """The per-dimension std of API outputs (N, D): the mean over dimensions (one number,
+    the unit of relative noise) or, with ``per_dimension``, one value per dimension."""
     std = outputs.float().std(dim=0)
     return std if per_dimension else float(std.mean())
 
 
-def detection_metrics(truth: Sequence[bool] | torch.Tensor | np.ndarray,
-                      flags: Sequence[bool] | torch.Tensor | np.ndarray,
-                      scores: Sequence[float] | torch.Tensor | np.ndarray | None = None) -> dict[str, float]:
+def detection_metrics(
+    truth: Sequence[bool] | torch.Tensor | np.ndarray,
+    flags: Sequence[bool] | torch.Tensor | np.ndarray,
+    scores: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+) -> dict[str, float]:
     """Precision, recall, F1 (of ``flags``) and ROC-AUC (of ``scores``, else of the flags) of a
     duplicate detector against the ``truth`` (True = the query is an augmentation of an earlier
-    one), with ``sklearn.metrics`` as the official code meant to (NOTES 6 item 2). AUC is NaN
+    one), with ``sklearn.metrics`` as the official code meant to (book/paper_setup.md#setup-defenses). AUC is NaN
     when the truth holds one class only. Also returns counts and the flag rate."""
     t = np.asarray(truth, dtype=bool).ravel()
     f = np.asarray(flags, dtype=bool).ravel()
@@ -345,14 +374,32 @@ def detection_metrics(truth: Sequence[bool] | torch.Tensor | np.ndarray,
     if len(t) == 0:
         raise ValueError("No decisions to evaluate.")
     auc = float(roc_auc_score(t, s)) if 0 < t.sum() < len(t) else float("nan")
-    return {"precision": float(precision_score(t, f, zero_division=0)),
-            "recall": float(recall_score(t, f, zero_division=0)),
-            "f1": float(f1_score(t, f, zero_division=0)),
-            "roc_auc": auc, "flag_rate": float(f.mean()), "n": int(len(t)), "positives": int(t.sum()),
-            "flagged": int(f.sum())}
+    return {
+        "precision": float(precision_score(t, f, zero_division=0)),
+        "recall": float(recall_score(t, f, zero_division=0)),
+        "f1": float(f1_score(t, f, zero_division=0)),
+        "roc_auc": auc,
+        "flag_rate": float(f.mean()),
+        "n": int(len(t)),
+        "positives": int(t.sum()),
+        "flagged": int(f.sum()),
+    }
 
 
-__all__ = ["DEFENSES", "DEFENSE_PARAMS", "STRENGTH_PARAM", "POISONS", "SCOPES", "OutputDefense", "GaussianNoise",
-           "Rounding", "Truncation", "DuplicateDetector", "DetectionRecord", "make_defense",
-           "max_earlier_similarity", "representation_std", "detection_metrics"]
-
+__all__ = [
+    "DEFENSES",
+    "DEFENSE_PARAMS",
+    "STRENGTH_PARAM",
+    "POISONS",
+    "SCOPES",
+    "OutputDefense",
+    "GaussianNoise",
+    "Rounding",
+    "Truncation",
+    "DuplicateDetector",
+    "DetectionRecord",
+    "make_defense",
+    "max_earlier_similarity",
+    "representation_std",
+    "detection_metrics",
+]

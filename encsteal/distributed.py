@@ -92,7 +92,8 @@ def init_from_env(backend: str | None = None, timeout_s: float | None = None) ->
     if missing:
         raise RuntimeError(
             f"WORLD_SIZE={world} but {', '.join(missing)} not set: start multi-process runs with "
-            "`torchrun --nproc_per_node=N -m encsteal.full ...`, which sets them.")
+            "`torchrun --nproc_per_node=N -m encsteal.full ...`, which sets them."
+        )
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
@@ -122,8 +123,9 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
-def sharded_epoch(n: int, batch_size: int, generator: torch.Generator, drop_last: bool = True,
-                  rank: int = 0, world_size: int = 1) -> list[tuple[torch.Tensor, slice]]:
+def sharded_epoch(
+    n: int, batch_size: int, generator: torch.Generator, drop_last: bool = True, rank: int = 0, world_size: int = 1
+) -> list[tuple[torch.Tensor, slice]]:
     """One epoch: the global index batches (identical on every rank, the same draws as
     :func:`~encsteal.training.shuffled_batches`) and this rank's slice of each."""
     plan = []
@@ -133,8 +135,13 @@ def sharded_epoch(n: int, batch_size: int, generator: torch.Generator, drop_last
     return plan
 
 
-def augment_shard(augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor], shard: torch.Tensor,
-                  global_size: int, offset: int, generator: torch.Generator) -> torch.Tensor:
+def augment_shard(
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    shard: torch.Tensor,
+    global_size: int,
+    offset: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Views of this rank's ``shard`` exactly as a single process would draw them for the whole
     global batch: the shard is placed at ``offset`` in a zero batch of ``global_size`` images,
     the whole batch is augmented (one random draw per image, in order) and the shard's rows are
@@ -142,8 +149,8 @@ def augment_shard(augment: Callable[[torch.Tensor, torch.Generator], torch.Tenso
     if global_size == len(shard):
         return augment(shard, generator)
     full = shard.new_zeros((global_size,) + tuple(shard.shape[1:]))
-    full[offset:offset + len(shard)] = shard
-    return augment(full, generator)[offset:offset + len(shard)]
+    full[offset : offset + len(shard)] = shard
+    return augment(full, generator)[offset : offset + len(shard)]
 
 
 # ---------------------------------------------------------------------------- collectives
@@ -175,8 +182,7 @@ def sum_over_ranks(value: float | int) -> float | int:
     """A Python number summed over ranks (for counters)."""
     if not info().enabled:
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64,
-                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    t = torch.tensor([float(value)], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t)
     out = t.item()
     return int(round(out)) if isinstance(value, int) else out
@@ -240,8 +246,15 @@ class AllReduceBatchNorm(_BatchNorm):
     it is a plain ``BatchNorm``.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, process_group=None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group=None,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
         self.process_group = process_group
 
@@ -269,8 +282,11 @@ class AllReduceBatchNorm(_BatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)  # type: ignore[union-attr]
-                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None  # type: ignore[arg-type]
-                          else self.momentum)
+                factor = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None  # type: ignore[arg-type]
+                    else self.momentum
+                )
                 unbiased = var * count / (count - 1).clamp_min(1)
                 self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)  # type: ignore[union-attr]
                 self.running_var.mul_(1 - factor).add_(unbiased.detach(), alpha=factor)  # type: ignore[union-attr]
@@ -307,8 +323,7 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device, process_grou
         if not isinstance(m, _BatchNorm) or isinstance(m, _SYNC_TYPES):
             return None
         cls = nn.SyncBatchNorm if device.type == "cuda" else AllReduceBatchNorm
-        new = cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
-                  process_group=process_group)
+        new = cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, process_group=process_group)
         new._encsteal_original = type(m)  # type: ignore[assignment]
         return _copy_bn(m, new)
 

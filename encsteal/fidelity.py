@@ -47,15 +47,11 @@ def mean_cosine_similarity(a: Any, b: Any, eps: float = 1e-12) -> float:
     """
     a64, b64 = as_float64(a), as_float64(b)
     if a64.shape != b64.shape:
-        raise ValueError(
-            f"mean_cosine_similarity: shapes differ, {a64.shape} vs {b64.shape}"
-        )
+        raise ValueError(f"mean_cosine_similarity: shapes differ, {a64.shape} vs {b64.shape}")
     if a64.shape[0] == 0:
         raise ValueError("mean_cosine_similarity: empty input")
     num = np.sum(a64 * b64, axis=1)
-    den = np.maximum(np.linalg.norm(a64, axis=1), eps) * np.maximum(
-        np.linalg.norm(b64, axis=1), eps
-    )
+    den = np.maximum(np.linalg.norm(a64, axis=1), eps) * np.maximum(np.linalg.norm(b64, axis=1), eps)
     return float(np.mean(num / den))
 
 
@@ -74,9 +70,7 @@ def linear_cka(a: Any, b: Any) -> float:
     """
     x, y = as_float64(a), as_float64(b)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"linear_cka: need the same number of rows (images), got {x.shape} and {y.shape}"
-        )
+        raise ValueError(f"linear_cka: need the same number of rows (images), got {x.shape} and {y.shape}")
     if x.shape[0] < 2:
         raise ValueError("linear_cka: needs at least 2 rows")
     x = x - x.mean(axis=0, keepdims=True)

@@ -15,19 +15,21 @@ formats and a stand-in SimSiam checkpoint with SimSiam's key names (under a minu
 
 The YAML's ``experiments`` section holds two chapters (``--only`` picks one):
 
-* ``cifar``: the loss table (NOTES 2.1, 5.1-5.3). A SimCLR ResNet-34 victim trained on CIFAR10
+* ``cifar``: the loss table (book/paper_setup.md#setup-tables, #setup-victim-cifar, #setup-stealing-cifar). A SimCLR
+ResNet-34 victim trained on CIFAR10
   for 200 epochs; each of the six losses steals it with 9,000 CIFAR10-test queries (the test set
   minus its last 1,000 images, kept for the probe) and with 9,000 SVHN queries, for 100 epochs,
   with the per-loss batch sizes, optimisers and temperatures of the official code; linear probes
   of the victim and every stolen copy on CIFAR10 and on STL10 at 32x32.
-* ``imagenet``: the ImageNet table (NOTES 2.2, 5.4). The SimSiam ResNet-50 from its published
+* ``imagenet``: the ImageNet table (book/paper_setup.md#setup-victim-imagenet, #setup-stealing-imagenet). The SimSiam
+ResNet-50 from its published
   checkpoint (:mod:`encsteal.simsiam`), stolen by a ResNet-50 with InfoNCE from 50K/250K queries
   drawn from CIFAR10, SVHN and ImageNet; probes on CIFAR10, CIFAR100, STL10, SVHN and
   Fashion-MNIST at 224 px. ImageNet query subsets are uniform random draws over the whole train
   folder (every class), not the first images in class order as in the official fallback.
   "250K SVHN queries": SVHN train has only 73,257 images, so the 250,000 queries are distinct
   images drawn uniformly at random from SVHN ``train`` + ``extra`` (73,257 + 531,131 = 604,388).
-  The paper does not say how it formed them (NOTES 2.2, open question); this is our choice.
+  The paper does not say how it formed them (book/paper_setup.md#setup-official-code item 8); this is our choice.
 
 Before any training, every data set the chosen chapters need is checked, and a missing one stops
 the run with the data root and how to get it (``--download`` lets torchvision fetch the ones it
@@ -61,13 +63,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the chosen chapters; 0 on success, 2 when data is missing."""
-    parser = argparse.ArgumentParser(prog="python -m encsteal.full", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m encsteal.full", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("params", nargs="?", default=str(ROOT / "params" / "full.yaml"))
     parser.add_argument("--only", choices=CHAPTERS, action="append", help="run only this chapter (repeatable)")
     parser.add_argument("--tiny", action="store_true", help="smoke run on tiny stand-in files (CPU, < 1 minute)")
-    parser.add_argument("--tiny-dir", default=None,
-                        help="where --tiny writes its stand-in files (default: a temp folder)")
+    parser.add_argument(
+        "--tiny-dir", default=None, help="where --tiny writes its stand-in files (default: a temp folder)"
+    )
     parser.add_argument("--data-root", default=None, help="overrides data_root")
     parser.add_argument("--cache", default=None, help="overrides the result cache folder")
     parser.add_argument("--out", default=None, help="overrides the output folder")
@@ -76,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-workers", type=int, default=None, help="overrides runtime.num_workers")
     parser.add_argument("--download", action="store_true", help="let torchvision download missing data sets")
     parser.add_argument("--download-weights", action="store_true", help="download the SimSiam checkpoint (opt-in)")
-    parser.add_argument("--prepare", action="store_true",
-                        help="check/download data and weights, decode ImageNet once, exit")
+    parser.add_argument(
+        "--prepare", action="store_true", help="check/download data and weights, decode ImageNet once, exit"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -115,8 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             context = accept_standin_files()
         with context:
             main_rank = distributed.init_from_env().is_main
-            run(exp, chapters, progress=not args.no_progress, download=args.download,
-                download_weights=args.download_weights, prepare_only=args.prepare)
+            run(
+                exp,
+                chapters,
+                progress=not args.no_progress,
+                download=args.download,
+                download_weights=args.download_weights,
+                prepare_only=args.prepare,
+            )
     except DataMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

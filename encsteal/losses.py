@@ -28,8 +28,9 @@ Use :func:`get_loss` to obtain a configured callable
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,8 +72,7 @@ def _check_pair(stolen: torch.Tensor, victim: torch.Tensor, loss: str) -> torch.
         raise TypeError(f"{loss}: stolen and victim must be torch tensors")
     if stolen.dim() != 2 or victim.dim() != 2:
         raise ValueError(
-            f"{loss}: expected 2-D (N, D) tensors, got stolen {tuple(stolen.shape)} "
-            f"and victim {tuple(victim.shape)}"
+            f"{loss}: expected 2-D (N, D) tensors, got stolen {tuple(stolen.shape)} and victim {tuple(victim.shape)}"
         )
     if stolen.shape != victim.shape:
         raise ValueError(
@@ -88,9 +88,7 @@ def _check_pair(stolen: torch.Tensor, victim: torch.Tensor, loss: str) -> torch.
 def _check_temperature(temperature: Any, loss: str, allow_auto: bool = False) -> None:
     if allow_auto and isinstance(temperature, str):
         if temperature != "auto":
-            raise ValueError(
-                f"{loss}: temperature must be a positive number or 'auto', got {temperature!r}"
-            )
+            raise ValueError(f"{loss}: temperature must be a positive number or 'auto', got {temperature!r}")
         return
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise ValueError(f"{loss}: temperature must be a positive number, got {temperature!r}")
@@ -131,14 +129,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, targets)
 
 
-def infonce_loss(
-    stolen: torch.Tensor, victim: torch.Tensor, temperature: float = 0.1
-) -> torch.Tensor:
+def infonce_loss(stolen: torch.Tensor, victim: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     r"""InfoNCE for stealing, in the official code's form: NT-Xent over the 2N stacked points.
 
     Rows are the stolen and the (detached) victim representations of the same N images; the
     positive of stolen row i is victim row i and vice versa, and all other 2N-2 rows of the batch
-    (stolen and victim) are negatives (NOTES 4.3; van den Oord et al. 2018; Chen et al. 2020).
+    (stolen and victim) are negatives (book/paper_setup.md#setup-losses; van den Oord et al. 2018; Chen et al. 2020).
     Victim rows act as anchors too, but carry no gradient to the victim.
     """
     _check_temperature(temperature, "infonce")
@@ -260,9 +256,7 @@ def supcon_loss(
     return -mean_log_prob_pos.mean()
 
 
-def wasserstein_loss(
-    stolen: torch.Tensor, victim: torch.Tensor, eps: float = 1e-8
-) -> torch.Tensor:
+def wasserstein_loss(stolen: torch.Tensor, victim: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     r"""1-D Wasserstein-1 distance between each stolen/victim pair, batch mean.
 
     Each representation (a row of ``D`` numbers) is turned into a histogram on
@@ -312,9 +306,7 @@ def _check_lambd(lambd: Any, loss: str) -> None:
         raise ValueError(f"{loss}: lambd must be a non-negative number, got {lambd!r}")
 
 
-def barlow_twins_loss(
-    stolen: torch.Tensor, victim: torch.Tensor, lambd: float = BARLOW_LAMBDA
-) -> torch.Tensor:
+def barlow_twins_loss(stolen: torch.Tensor, victim: torch.Tensor, lambd: float = BARLOW_LAMBDA) -> torch.Tensor:
     r"""Barlow Twins (Zbontar et al., ICML 2021) between stolen and victim outputs
     of the SAME images (the correct pairing for stealing).
 
@@ -399,11 +391,7 @@ class StealingLoss:
     def params(self) -> dict[str, Any]:
         """Tunable parameters and their defaults."""
         sig = inspect.signature(self.fn)
-        return {
-            k: p.default
-            for k, p in sig.parameters.items()
-            if k not in ("stolen", "victim", "labels")
-        }
+        return {k: p.default for k, p in sig.parameters.items() if k not in ("stolen", "victim", "labels")}
 
     def __call__(
         self,
@@ -479,10 +467,7 @@ def get_loss(name: str, **params: Any) -> Callable[..., torch.Tensor]:
     accepted = entry.params
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"loss {name!r} got unexpected parameter(s) {unknown}; "
-            f"accepted: {sorted(accepted) or 'none'}"
-        )
+        raise TypeError(f"loss {name!r} got unexpected parameter(s) {unknown}; accepted: {sorted(accepted) or 'none'}")
     if "temperature" in params:
         _check_temperature(params["temperature"], name, allow_auto=(name == "softnn"))
     if "lambd" in params:
@@ -491,9 +476,7 @@ def get_loss(name: str, **params: Any) -> Callable[..., torch.Tensor]:
     needs_labels = entry.needs_labels
     bound = dict(params)
 
-    def loss(
-        stolen: torch.Tensor, victim: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def loss(stolen: torch.Tensor, victim: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if needs_labels:
             return fn(stolen, victim, labels, **bound)
         return fn(stolen, victim, **bound)

@@ -44,8 +44,9 @@ def package_source_hash() -> str:
 def run_stamp(profile: str, overrides: Mapping[str, Any]) -> str:
     """The stamp of a run: package source + profile + the parameters passed on top of it."""
     passed = {k: v for k, v in overrides.items() if k not in NOT_STAMPED and k != "profile" and v is not None}
-    blob = json.dumps({"source": package_source_hash(), "profile": profile, "passed": to_jsonable(passed)},
-                      sort_keys=True)
+    blob = json.dumps(
+        {"source": package_source_hash(), "profile": profile, "passed": to_jsonable(passed)}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -53,8 +54,11 @@ def passed_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The plain values a notebook's namespace holds before any import: its parameters cell and
     papermill's injected cell (names starting with ``_`` and IPython's own are not parameters)."""
     plain = (type(None), bool, int, float, str, list, tuple, dict)
-    return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, plain)}
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in _NOT_PARAMETERS and isinstance(v, plain)
+    }
 
 
 class Chapter:
@@ -70,8 +74,13 @@ class Chapter:
 
     def save_results(self, data: Mapping[str, Any]) -> Path:
         """Write this chapter's results (JSON, atomically) with the run's stamp."""
-        record = {"chapter": self.name, "stamp": self.stamp, "profile": self.p.profile, "passed": self.passed,
-                  "results": to_jsonable(dict(data))}
+        record = {
+            "chapter": self.name,
+            "stamp": self.stamp,
+            "profile": self.p.profile,
+            "passed": self.passed,
+            "results": to_jsonable(dict(data)),
+        }
         path = self.results_dir / f"{self.name}.json"
         atomic_write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode())
         return path
@@ -80,15 +89,17 @@ class Chapter:
         """Another chapter's results from the same folder; they must carry this run's stamp."""
         path = self.results_dir / f"{chapter}.json"
         if not path.exists():
-            raise FileNotFoundError(f"No results for chapter {chapter!r} at {path}: run that chapter first "
-                                    "(make book runs them in order).")
+            raise FileNotFoundError(
+                f"No results for chapter {chapter!r} at {path}: run that chapter first (make book runs them in order)."
+            )
         record = json.loads(path.read_text())
         if record.get("stamp") != self.stamp:
             raise StaleResults(
                 f"The results of chapter {chapter!r} in {path} come from another run (profile "
                 f"{record.get('profile')!r}, parameters {record.get('passed')}, stamp {record.get('stamp')}) than this "
                 f"page (profile {self.p.profile!r}, parameters {self.passed}, stamp {self.stamp}). Rebuild chapter "
-                f"{chapter!r} with the same profile and parameters (make book does), or rerun this page with theirs.")
+                f"{chapter!r} with the same profile and parameters (make book does), or rerun this page with theirs."
+            )
         return record["results"]
 
 
@@ -125,8 +136,10 @@ def glue_numbers(values: Mapping[str, float], display: bool = False) -> None:
 def parameters_cell(chapter: str) -> str:
     """The source of ``chapter``'s papermill ``parameters`` cell: every parameter it declares, set
     to ``None`` (= the profile's value), the profile set to ``smoke`` (what the tests run)."""
-    lines = ["# Parameters (papermill). None = the value of the profile (params/<profile>.yaml) or of the",
-             "# schema (encsteal.params.Params). Book: make book; by hand: papermill -p profile quick -p seed 3 ..."]
+    lines = [
+        "# Parameters (papermill). None = the value of the profile (params/<profile>.yaml) or of the",
+        "# schema (encsteal.params.Params). Book: make book; by hand: papermill -p profile quick -p seed 3 ...",
+    ]
     for name in chapter_parameters(chapter):
         lines.append('profile = "smoke"' if name == "profile" else f"{name} = None")
     return "\n".join(lines)

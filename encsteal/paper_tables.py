@@ -1,14 +1,15 @@
-"""The paper's reference numbers, as published in the talk's slide tables (NOTES 2.1, 2.2, 3).
+"""The paper's reference numbers, as published in the talk's slide tables (book/paper_setup.md#setup-tables,
+#setup-cost).
 
 These are typed in from the paper's tables and labelled as such everywhere they appear; every
-number next to them in the book is computed by this package. Where the notes mark a reading as
-inferred or unverified, the ``NOTE_*`` strings say so and the book prints them.
+number next to them in the book is computed by this package. Where a reading of them is
+inferred or unverified (book/paper_setup.md#setup-unverified), the chapters say so in a note
+beside the table.
 """
 
 from __future__ import annotations
 
 import pandas as pd
-
 
 
 def loss_table() -> pd.DataFrame:
@@ -21,12 +22,16 @@ def loss_table() -> pd.DataFrame:
         "wasserstein": (50.8, 63.9, 40.1, 46.4),
         "barlow": (26.6, 26.9, 16.3, 17.9),
     }
-    columns = pd.MultiIndex.from_tuples([("in-distribution", "STL10"), ("in-distribution", "CIFAR10"),
-                                         ("out-of-distribution", "STL10"), ("out-of-distribution", "CIFAR10")],
-                                        names=["queries", "downstream"])
+    columns = pd.MultiIndex.from_tuples(
+        [
+            ("in-distribution", "STL10"),
+            ("in-distribution", "CIFAR10"),
+            ("out-of-distribution", "STL10"),
+            ("out-of-distribution", "CIFAR10"),
+        ],
+        names=["queries", "downstream"],
+    )
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("loss")
-
-
 
 
 def imagenet_table() -> pd.DataFrame:
@@ -39,26 +44,48 @@ def imagenet_table() -> pd.DataFrame:
         "stolen, 50K ImageNet queries": (65.2, 35.1, 64.9, 62.1, 88.5),
         "stolen, 250K ImageNet queries": (80.0, 57.0, 85.8, 71.5, 90.2),
     }
-    return pd.DataFrame.from_dict(rows, orient="index",
-                                  columns=["CIFAR10", "CIFAR100", "STL10", "SVHN", "F-MNIST"]).rename_axis("model")
+    return pd.DataFrame.from_dict(
+        rows, orient="index", columns=["CIFAR10", "CIFAR100", "STL10", "SVHN", "F-MNIST"]
+    ).rename_axis("model")
 
 
 def cost_figures() -> pd.DataFrame:
     """Cost figures quoted around the paper, each with its source and how far it was checked."""
-    return pd.DataFrame([
-        {"item": "training a large BERT model", "usd": 1_000_000.0, "relation": "more than",
-         "source": "paper, first page, citing Sharir et al. 2020", "checked": "verified (paper p1)"},
-        {"item": "training a ResNet-50 SSL encoder", "usd": 5713.92, "relation": "more than",
-         "source": "authors' blog, citing SSLGuard (Cong et al. CCS 2022)", "checked": "blog only; not verified in SSLGuard"},
-        {"item": "stealing such an encoder", "usd": 72.49, "relation": "about",
-         "source": "authors' blog, citing SSLGuard (Cong et al. CCS 2022)", "checked": "blog only; not verified in SSLGuard"},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "item": "training a large BERT model",
+                "usd": 1_000_000.0,
+                "relation": "more than",
+                "source": "paper, first page, citing Sharir et al. 2020",
+                "checked": "verified (paper p1)",
+            },
+            {
+                "item": "training a ResNet-50 SSL encoder",
+                "usd": 5713.92,
+                "relation": "more than",
+                "source": "authors' blog, citing SSLGuard (Cong et al. CCS 2022)",
+                "checked": "blog only; not verified in SSLGuard",
+            },
+            {
+                "item": "stealing such an encoder",
+                "usd": 72.49,
+                "relation": "about",
+                "source": "authors' blog, citing SSLGuard (Cong et al. CCS 2022)",
+                "checked": "blog only; not verified in SSLGuard",
+            },
+        ]
+    )
 
 
-API_DIMENSIONS = {"ResNet-50 SimCLR/SimSiam representation": 2048, "CIFAR ResNet-18/34 representation": 512,
-                  "SimCLR projection head (victim head variant)": 128, "classifier API (CIFAR10 scores)": 10,
-                  "classifier API (ImageNet scores)": 1000}
-"""Output sizes the paper contrasts (NOTES 1, 3): representations vs labels/scores."""
+API_DIMENSIONS = {
+    "ResNet-50 SimCLR/SimSiam representation": 2048,
+    "CIFAR ResNet-18/34 representation": 512,
+    "SimCLR projection head (victim head variant)": 128,
+    "classifier API (CIFAR10 scores)": 10,
+    "classifier API (ImageNet scores)": 1000,
+}
+"""Output sizes the paper contrasts (book/paper_setup.md#setup-api-outputs): representations vs labels/scores."""
 
 
 def api_dimensions() -> pd.DataFrame:

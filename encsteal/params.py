@@ -36,7 +36,14 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 WATERMARK_TASKS: tuple[str, ...] = ("binary", "four_way")
 
 API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE = (
-    "api_cost", "losses", "imagenet", "defenses", "watermark", "claims", "performance")
+    "api_cost",
+    "losses",
+    "imagenet",
+    "defenses",
+    "watermark",
+    "claims",
+    "performance",
+)
 CHAPTERS: tuple[str, ...] = (API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE)
 """Chapter names: the notebooks are ``notebooks/NN_<chapter>.ipynb``."""
 
@@ -66,8 +73,9 @@ class Params:
     seed: int = _p(0, "int0", ALL, "seed of the data splits and of single-seed runs")
     device: str = _p("cpu", "device", ALL, "auto, cpu, cuda or cuda:N")
     threads: int = _p(2, "int+", ALL, "torch threads")
-    results_dir: str = _p("results", "path", ALL,
-                          "folder of the chapter's results JSON (relative paths: from the repository root)")
+    results_dir: str = _p(
+        "results", "path", ALL, "folder of the chapter's results JSON (relative paths: from the repository root)"
+    )
     # -- victim ---------------------------------------------------------------------------
     victim_dataset: str = _p("fmnist", "dataset", VICTIM_CHAPTERS, "the SimCLR victim's training data")
     victim_num_train: int = _p(10_000, "int+", VICTIM_CHAPTERS + (PERFORMANCE,), "victim training images")
@@ -82,10 +90,15 @@ class Params:
     few_label_per_class: int = _p(10, "int+", (API, LOSS, IMAGENET), "labels per class of the few-label probe")
     probe_cs: list = _p([0.1, 1.0], "floats+", (API, LOSS, IMAGENET), "inverse regularisation strengths tried")
     # -- stealing -------------------------------------------------------------------------
-    steal_epochs: int = _p(10, "int+", (API, LOSS, IMAGENET, DEFENSES, WATERMARK, PERFORMANCE),
-                           "epochs of every stealing run")
-    loss_settings: dict = _p({}, "loss_settings", (LOSS, IMAGENET, DEFENSES, WATERMARK),
-                             "per-loss stealing settings: {loss: {loss parameter: value}}")
+    steal_epochs: int = _p(
+        10, "int+", (API, LOSS, IMAGENET, DEFENSES, WATERMARK, PERFORMANCE), "epochs of every stealing run"
+    )
+    loss_settings: dict = _p(
+        {},
+        "loss_settings",
+        (LOSS, IMAGENET, DEFENSES, WATERMARK),
+        "per-loss stealing settings: {loss: {loss parameter: value}}",
+    )
     # -- chapter 1: APIs and cost ----------------------------------------------------------------
     leak_budgets: list = _p([500, 2000], "budgets", (API,), "query budgets of the API comparison")
     downstream_sets: list = _p(["fmnist", "mnistm"], "datasets", (API, LOSS), "downstream tasks")
@@ -93,8 +106,12 @@ class Params:
     cpu_price_per_hour: float = _p(0.1, "float0", (API,), "compute price per CPU hour (USD)")
     # -- chapter 2: losses ------------------------------------------------------------------
     query_sets: list = _p(["fmnist", "mnist5k"], "datasets", (LOSS,), "query data sets (first: in-distribution)")
-    losses: list = _p(["mse", "infonce", "softnn", "supcon", "wasserstein", "barlow", "barlow_official"],
-                      "losses", (LOSS,), "stealing losses of the loss grid")
+    losses: list = _p(
+        ["mse", "infonce", "softnn", "supcon", "wasserstein", "barlow", "barlow_official"],
+        "losses",
+        (LOSS,),
+        "stealing losses of the loss grid",
+    )
     seeds: list = _p([0, 1, 2], "seeds", (LOSS,), "seeds of the loss grid")
     budget: int = _p(500, "int+", (LOSS, DEFENSES, PERFORMANCE), "queries of each stealing run")
     curve_losses: list = _p(["mse", "infonce", "barlow"], "losses", (LOSS,), "losses of the budget curve")
@@ -102,13 +119,13 @@ class Params:
     # -- chapter 3: the ImageNet encoder ---------------------------------------------------------
     image_size: int = _p(64, "int+", (IMAGENET,), "size the ImageNet victim sees (pixels)")
     imagenet_query_sets: list = _p(["mnistm", "fmnist"], "datasets", (IMAGENET,), "query data sets")
-    imagenet_downstream_sets: list = _p(["mnistm", "photocrops", "fmnist"], "datasets", (IMAGENET,),
-                                        "downstream tasks")
+    imagenet_downstream_sets: list = _p(["mnistm", "photocrops", "fmnist"], "datasets", (IMAGENET,), "downstream tasks")
     imagenet_budgets: list = _p([1000, 2500], "budgets", (IMAGENET,), "query budgets")
     imagenet_losses: list = _p(["mse"], "losses", (IMAGENET,), "stealing losses")
     # -- chapter 4: defenses ------------------------------------------------------------------
-    strengths: list = _p([0.0, 0.3, 1.0, 3.0, 10.0], "floats0", (DEFENSES,),
-                         "noise std as multiples of the representation's std")
+    strengths: list = _p(
+        [0.0, 0.3, 1.0, 3.0, 10.0], "floats0", (DEFENSES,), "noise std as multiples of the representation's std"
+    )
     thresholds: list = _p([1.0, 0.95, 0.9, 0.8], "floats0", (DEFENSES,), "duplicate-detector thresholds")
     defense_losses: list = _p(["mse", "infonce"], "losses", (DEFENSES, WATERMARK), "attackers' losses")
     # -- chapter 5: the watermark -----------------------------------------------------------------
@@ -156,8 +173,10 @@ def unknown_message(name: str, chapter: str | None = None) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     where = f"chapter {chapter!r}" if chapter else "the schema"
-    return (f"Unknown parameter {name!r}.{hint} The parameters of {where} are: {', '.join(known)} "
-            "(encsteal.params.Params documents each).")
+    return (
+        f"Unknown parameter {name!r}.{hint} The parameters of {where} are: {', '.join(known)} "
+        "(encsteal.params.Params documents each)."
+    )
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -218,8 +237,11 @@ def check(name: str, value: Any) -> Any:
                 _fail(name, v, "Each seed is a non-negative integer.")
     elif kind in ("floats+", "floats0"):
         if not value or any(not _is_number(v) or (v <= 0 if kind == "floats+" else v < 0) for v in value):
-            _fail(name, value, "Use a non-empty list of " + ("positive" if kind == "floats+" else "non-negative")
-                  + " numbers.")
+            _fail(
+                name,
+                value,
+                "Use a non-empty list of " + ("positive" if kind == "floats+" else "non-negative") + " numbers.",
+            )
     elif kind == "loss_settings":
         if not isinstance(value, Mapping):
             _fail(name, value, "Use a mapping {loss: {parameter: value}} (YAML, -y or -f).")
@@ -256,8 +278,7 @@ def profile_overrides(profile: str) -> dict[str, Any]:
     return values
 
 
-def resolve(profile: str = "quick", overrides: Mapping[str, Any] | None = None,
-            chapter: str | None = None) -> Params:
+def resolve(profile: str = "quick", overrides: Mapping[str, Any] | None = None, chapter: str | None = None) -> Params:
     """Schema defaults, then the profile's values, then ``overrides`` (``None`` values ignored),
     all checked. With ``chapter``, an override that chapter does not declare is an error."""
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -266,8 +287,10 @@ def resolve(profile: str = "quick", overrides: Mapping[str, Any] | None = None,
             raise ValueError(unknown_message(name, chapter))
         if chapter is not None and name not in chapter_parameters(chapter) and name != "profile":
             users = ", ".join(_FIELDS[name].metadata["chapters"])
-            raise ValueError(f"Parameter {name!r} is not used by chapter {chapter!r} (it belongs to: {users}). "
-                             f"The parameters of {chapter!r} are: {', '.join(chapter_parameters(chapter))}.")
+            raise ValueError(
+                f"Parameter {name!r} is not used by chapter {chapter!r} (it belongs to: {users}). "
+                f"The parameters of {chapter!r} are: {', '.join(chapter_parameters(chapter))}."
+            )
     profile = given.get("profile", profile)
     values = {**profile_overrides(check("profile", profile)), **given}
     p = replace(Params(), **{k: check(k, v) for k, v in values.items()})
@@ -282,11 +305,18 @@ def validate(values: Mapping[str, Any], chapter: str | None = None) -> Params:
 
 # ---- the configurations the parameters imply ------------------------------------------------
 
+
 def victim_config(p: Params, method: str = "simclr", seed: int | None = None) -> VictimConfig:
     """The chapters' victim (the shipped victims match the quick profile)."""
-    return VictimConfig(method=method, dataset=p.victim_dataset, num_train=p.victim_num_train, epochs=p.victim_epochs,
-                        temperature=p.victim_temperature, lr=p.victim_lr,
-                        seed=p.victim_seed if seed is None else seed)
+    return VictimConfig(
+        method=method,
+        dataset=p.victim_dataset,
+        num_train=p.victim_num_train,
+        epochs=p.victim_epochs,
+        temperature=p.victim_temperature,
+        lr=p.victim_lr,
+        seed=p.victim_seed if seed is None else seed,
+    )
 
 
 def probe_sizes(p: Params) -> dict[str, int]:
@@ -312,5 +342,3 @@ def watermark_config(p: Params) -> WatermarkConfig:
 def loss_params(p: Params, loss: str) -> dict[str, Any]:
     """The profile's settings of ``loss`` (empty: the loss's own defaults)."""
     return dict(p.loss_settings.get(loss, {}))
-
-

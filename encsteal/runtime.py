@@ -60,9 +60,10 @@ class RunOptions:
 
     Attributes:
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :func:`resolve_device`).
-        amp: bf16 autocast for the forward passes. CUDA only: on a CPU bf16 training was over
-            50x slower than fp32 (TOOLCHAIN.md), so asking for it there is an error. Losses are
-            always computed in fp32; bf16 needs no gradient scaler.
+        amp: bf16 autocast for the forward passes. CUDA only: on a CPU without native bf16 support,
+            bf16 training measured over 50x slower than fp32 (2-core development machine), so
+            asking for it there is an error. Losses are always computed in fp32; bf16 needs no
+            gradient scaler.
         channels_last: NHWC memory layout for conv nets (faster on tensor cores and on the CPU).
         loader: ``"memory"`` keeps the uint8 images on the device and indexes them there (fast for
             CIFAR-size sets); ``"dataloader"`` reads batches in ``num_workers`` worker processes into
@@ -122,7 +123,8 @@ def check_amp(amp: bool, device: torch.device | str) -> None:
         raise ValueError(
             f"amp=True (bf16 autocast) was asked for on device {str(dev)!r}. It is only supported on "
             "CUDA GPUs: on a CPU without native bf16, bf16 training measured over 50x slower than fp32 "
-            "(see TOOLCHAIN.md). Set amp: false (or use a GPU).")
+            "(on a 2-core development CPU). Set amp: false (or use a GPU)."
+        )
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:

@@ -34,8 +34,10 @@ def victim_plan(profile: str) -> list[tuple[str, VictimConfig]]:
     """(name, configuration) of every shipped victim of ``profile`` (the watermarked one aside)."""
     p = resolve(profile)
     plan = [("fmnist_simclr", victim_config(p)), ("fmnist_supervised", victim_config(p, method="supervised"))]
-    return plan + [(f"{cfg.dataset}_simclr_seed{cfg.seed}_{cfg.epochs}ep", cfg)
-                   for cfg in [*reference_configs(p), other_data_config(p)]]
+    return plan + [
+        (f"{cfg.dataset}_simclr_seed{cfg.seed}_{cfg.epochs}ep", cfg)
+        for cfg in [*reference_configs(p), other_data_config(p)]
+    ]
 
 
 def build_all(profile: str, cache: ResultCache) -> list[tuple[str, str, Any]]:
@@ -48,8 +50,11 @@ def build_all(profile: str, cache: ResultCache) -> list[tuple[str, str, Any]]:
     for _, cfg in plan[2:]:
         train_victim(cfg, cache)
     victims = [(name, "victim", victim_cache_key(cfg)) for name, cfg in plan]
-    return [*victims[:2], ("fmnist_simclr_watermarked", "watermarked_victim", _watermark_key(victim, wcfg)),
-            *victims[2:]]
+    return [
+        *victims[:2],
+        ("fmnist_simclr_watermarked", "watermarked_victim", _watermark_key(victim, wcfg)),
+        *victims[2:],
+    ]
 
 
 def copy_entry(source: ResultCache, kind: str, config: Any, target: Path) -> Path:
@@ -84,8 +89,11 @@ def prune(root: Path, keep: set[Path]) -> list[Path]:
 def shipped_status(root: Path = SHIPPED_DIR) -> list[EntryStatus]:
     """:func:`~encsteal.cache.inspect_entry` of every entry under ``root`` (tensors without a sidecar: incomplete)."""
     found = [inspect_entry(meta) for meta in sorted(root.glob("*/*.json"))]
-    orphans = [EntryStatus(t, t.parent.name, "incomplete", "no sidecar") for t in sorted(root.glob("*/*.safetensors"))
-               if not t.with_suffix(".json").exists()]
+    orphans = [
+        EntryStatus(t, t.parent.name, "incomplete", "no sidecar")
+        for t in sorted(root.glob("*/*.safetensors"))
+        if not t.with_suffix(".json").exists()
+    ]
     return found + orphans
 
 
@@ -105,8 +113,12 @@ def expected_status(profile: str, root: Path = SHIPPED_DIR) -> list[tuple[str, s
             rows.append(("fmnist_simclr_watermarked", "unknown (its base victim fmnist_simclr is missing)"))
         else:
             key = _watermark_key(base, watermark_config(resolve(profile)))
-            rows.append(("fmnist_simclr_watermarked",
-                         "found" if reader.get("watermarked_victim", key) is not None else "missing"))
+            rows.append(
+                (
+                    "fmnist_simclr_watermarked",
+                    "found" if reader.get("watermarked_victim", key) is not None else "missing",
+                )
+            )
     return rows
 
 

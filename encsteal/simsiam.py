@@ -1,6 +1,7 @@
 """The paper's ImageNet victim: Facebook's public SimSiam ResNet-50 (100 epochs, batch 256).
 
-Dziedzic et al. (2022) steal the encoder of SimSiam's published checkpoint (NOTES 2.2): a
+Dziedzic et al. (2022) steal the encoder of SimSiam's published checkpoint
+(book/paper_setup.md#setup-victim-imagenet): a
 torchvision ResNet-50 whose 2048-d pooled representation is what the API returns (the projector
 ``encoder.fc`` and the predictor are dropped). This module fetches that checkpoint only when the
 user opts in, checks it, and loads it strictly:
@@ -16,7 +17,7 @@ user opts in, checks it, and loads it strictly:
 * **Strict keys.** ``module.encoder.<name>`` becomes torchvision's ``<name>``; ``encoder.fc.*``
   (the 3-layer projector) and ``module.predictor.*`` are dropped; any other key, or a missing
   ResNet-50 key, is an error naming the keys. The official stealing code loads its victims with
-  ``strict=False``, which silently leaves random weights on a mismatch (NOTES 9.4 item 9).
+  ``strict=False``, which silently leaves random weights on a mismatch (book/paper_setup.md#setup-official-code item 6).
 
 Licence: the SimSiam weights are released by Facebook Research under CC-BY-NC 4.0.
 """
@@ -43,8 +44,11 @@ DROPPED_PREFIXES = ("module.encoder.fc.", "module.predictor.")
 
 def default_path(root: str | os.PathLike | None = None) -> Path:
     """Where the checkpoint is kept: ``root`` or ``$ENCSTEAL_WEIGHTS`` or ``~/.cache/encsteal/weights``."""
-    base = Path(root) if root is not None else Path(
-        os.environ.get("ENCSTEAL_WEIGHTS", Path.home() / ".cache" / "encsteal" / "weights"))
+    base = (
+        Path(root)
+        if root is not None
+        else Path(os.environ.get("ENCSTEAL_WEIGHTS", Path.home() / ".cache" / "encsteal" / "weights"))
+    )
     return base / SIMSIAM_FILE
 
 
@@ -59,12 +63,14 @@ def convert_simsiam_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, t
         if key.startswith(DROPPED_PREFIXES):
             continue
         if key.startswith(ENCODER_PREFIX):
-            out[key[len(ENCODER_PREFIX):]] = value
+            out[key[len(ENCODER_PREFIX) :]] = value
         else:
             unknown.append(key)
     if unknown:
-        raise KeyError(f"Unexpected keys in the SimSiam checkpoint (neither {ENCODER_PREFIX}* nor "
-                       f"{' / '.join(DROPPED_PREFIXES)}*): {unknown[:8]}{' ...' if len(unknown) > 8 else ''}")
+        raise KeyError(
+            f"Unexpected keys in the SimSiam checkpoint (neither {ENCODER_PREFIX}* nor "
+            f"{' / '.join(DROPPED_PREFIXES)}*): {unknown[:8]}{' ...' if len(unknown) > 8 else ''}"
+        )
     return out
 
 
@@ -73,9 +79,11 @@ def load_state_into(model: ImageNetResNet50, state: Mapping[str, torch.Tensor]) 
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        raise KeyError(f"SimSiam encoder keys do not match torchvision's ResNet-50: missing {missing[:8]}"
-                       f"{' ...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}"
-                       f"{' ...' if len(unexpected) > 8 else ''}. Refusing a partial load.")
+        raise KeyError(
+            f"SimSiam encoder keys do not match torchvision's ResNet-50: missing {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}"
+            f"{' ...' if len(unexpected) > 8 else ''}. Refusing a partial load."
+        )
     model.load_state_dict(state, strict=True)
     return model
 
@@ -85,8 +93,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{path} is not a plain tensor checkpoint: torch.load(weights_only=True) refused "
-                         f"it ({str(err).splitlines()[0]}). Not loading it with pickle.") from err
+        raise ValueError(
+            f"{path} is not a plain tensor checkpoint: torch.load(weights_only=True) refused "
+            f"it ({str(err).splitlines()[0]}). Not loading it with pickle."
+        ) from err
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors (expected a 'state_dict' entry).")
@@ -106,15 +116,18 @@ def verify(path: Path, sha256: str | None) -> str:
         record.write_text(f"{actual}  {path.name}\n")
         return actual
     if actual.lower() != expected.lower():
-        raise ValueError(f"Checksum mismatch for {path}: sha256 {actual}, expected {expected}. The file is "
-                         "corrupted or not the SimSiam checkpoint; delete it and download it again.")
+        raise ValueError(
+            f"Checksum mismatch for {path}: sha256 {actual}, expected {expected}. The file is "
+            "corrupted or not the SimSiam checkpoint; delete it and download it again."
+        )
     if not record.exists():
         record.write_text(f"{actual}  {path.name}\n")
     return actual
 
 
-def fetch_simsiam(path: str | os.PathLike | None = None, download: bool = False, sha256: str | None = None,
-                  url: str = SIMSIAM_URL) -> Path:
+def fetch_simsiam(
+    path: str | os.PathLike | None = None, download: bool = False, sha256: str | None = None, url: str = SIMSIAM_URL
+) -> Path:
     """The checkpoint's local path, downloading it first only if ``download`` (opt-in)."""
     path = Path(path) if path is not None else default_path()
     sha256 = sha256 or SIMSIAM_SHA256
@@ -123,7 +136,8 @@ def fetch_simsiam(path: str | os.PathLike | None = None, download: bool = False,
             raise FileNotFoundError(
                 f"The SimSiam victim checkpoint is not at {path}. Download it ({url}, ~200 MB, CC-BY-NC 4.0) "
                 "with `python -m encsteal.full params/full.yaml --download-weights`, or fetch it yourself "
-                f"(e.g. `wget -O {path} {url}`), or point victim.checkpoint in the YAML to your copy.")
+                f"(e.g. `wget -O {path} {url}`), or point victim.checkpoint in the YAML to your copy."
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
         torch.hub.download_url_to_file(url, str(tmp), progress=True)
@@ -132,8 +146,9 @@ def fetch_simsiam(path: str | os.PathLike | None = None, download: bool = False,
     return path
 
 
-def load_simsiam_resnet50(path: str | os.PathLike | None = None, download: bool = False,
-                          sha256: str | None = None) -> ImageNetResNet50:
+def load_simsiam_resnet50(
+    path: str | os.PathLike | None = None, download: bool = False, sha256: str | None = None
+) -> ImageNetResNet50:
     """The SimSiam ResNet-50 encoder (2048-d representation, eval mode) from its checkpoint."""
     path = fetch_simsiam(path, download, sha256)
     model = ImageNetResNet50()
@@ -166,9 +181,16 @@ def standin_checkpoint(path: str | os.PathLike, seed: int = 0) -> Path:
     bn(f"{fc}.7", 2048, affine=False)
     state["module.predictor.0.weight"] = torch.randn(512, 2048) * 0.01
     bn("module.predictor.1", 512)
-    state["module.predictor.3.weight"], state["module.predictor.3.bias"] = torch.randn(2048, 512) * 0.01, torch.zeros(2048)
-    optimizer = {"state": {}, "param_groups": [{"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4,
-                                                "fix_lr": False, "params": list(range(3))}]}
+    state["module.predictor.3.weight"], state["module.predictor.3.bias"] = (
+        torch.randn(2048, 512) * 0.01,
+        torch.zeros(2048),
+    )
+    optimizer = {
+        "state": {},
+        "param_groups": [
+            {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "fix_lr": False, "params": list(range(3))}
+        ],
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"epoch": 100, "arch": "resnet50", "state_dict": state, "optimizer": optimizer}, path)

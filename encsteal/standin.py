@@ -82,13 +82,28 @@ def write_cifar10(root: Path, rng: np.random.Generator, n_train: int, n_test: in
     ytr, yte = np.arange(n_train) % 10, rng.integers(0, 10, n_test)
     xtr, xte = class_images(rng, ytr, 3, 32), class_images(rng, yte, 3, 32)
     for b, part in enumerate(np.array_split(np.arange(n_train), 5)):
-        _py2_pickle(folder / f"data_batch_{b + 1}", {
-            b"batch_label": f"training batch {b + 1} of 5".encode(), b"labels": [int(v) for v in ytr[part]],
-            b"data": xtr[part].reshape(-1, 3072), b"filenames": [f"{i}.png".encode() for i in part]})
-    _py2_pickle(folder / "test_batch", {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in yte],
-                                        b"data": xte.reshape(-1, 3072), b"filenames": [b"t.png"] * n_test})
-    _py2_pickle(folder / "batches.meta", {b"num_cases_per_batch": 10000, b"num_vis": 3072,
-                                          b"label_names": [c.encode() for c in CIFAR10_CLASSES]})
+        _py2_pickle(
+            folder / f"data_batch_{b + 1}",
+            {
+                b"batch_label": f"training batch {b + 1} of 5".encode(),
+                b"labels": [int(v) for v in ytr[part]],
+                b"data": xtr[part].reshape(-1, 3072),
+                b"filenames": [f"{i}.png".encode() for i in part],
+            },
+        )
+    _py2_pickle(
+        folder / "test_batch",
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [int(v) for v in yte],
+            b"data": xte.reshape(-1, 3072),
+            b"filenames": [b"t.png"] * n_test,
+        },
+    )
+    _py2_pickle(
+        folder / "batches.meta",
+        {b"num_cases_per_batch": 10000, b"num_vis": 3072, b"label_names": [c.encode() for c in CIFAR10_CLASSES]},
+    )
 
 
 def write_cifar100(root: Path, rng: np.random.Generator, n_train: int, n_test: int) -> None:
@@ -96,11 +111,23 @@ def write_cifar100(root: Path, rng: np.random.Generator, n_train: int, n_test: i
     folder.mkdir(parents=True, exist_ok=True)
     for name, n in (("train", n_train), ("test", n_test)):
         y = rng.integers(0, 100, n)
-        _py2_pickle(folder / name, {b"filenames": [b"f.png"] * n, b"batch_label": name.encode(),
-                                    b"fine_labels": [int(v) for v in y], b"coarse_labels": [int(v) // 5 for v in y],
-                                    b"data": class_images(rng, y, 3, 32).reshape(-1, 3072)})
-    _py2_pickle(folder / "meta", {b"fine_label_names": [f"fine_{i:02d}".encode() for i in range(100)],
-                                  b"coarse_label_names": [f"coarse_{i:02d}".encode() for i in range(20)]})
+        _py2_pickle(
+            folder / name,
+            {
+                b"filenames": [b"f.png"] * n,
+                b"batch_label": name.encode(),
+                b"fine_labels": [int(v) for v in y],
+                b"coarse_labels": [int(v) // 5 for v in y],
+                b"data": class_images(rng, y, 3, 32).reshape(-1, 3072),
+            },
+        )
+    _py2_pickle(
+        folder / "meta",
+        {
+            b"fine_label_names": [f"fine_{i:02d}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse_{i:02d}".encode() for i in range(20)],
+        },
+    )
 
 
 def write_svhn(root: Path, rng: np.random.Generator, sizes: dict[str, int]) -> None:

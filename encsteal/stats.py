@@ -70,6 +70,8 @@ def margin_share(copy: float, victim: float, random: float) -> float:
     """(copy - random) / (victim - random): the share of the victim's margin over a random-init
     encoder that a copy recovers (1 = as good as the victim, 0 = no better than random)."""
     if victim <= random:
-        raise ValueError(f"The victim ({victim:.2f}) does not beat the random-init encoder ({random:.2f}): "
-                         "there is no margin to recover on this task.")
+        raise ValueError(
+            f"The victim ({victim:.2f}) does not beat the random-init encoder ({random:.2f}): "
+            "there is no margin to recover on this task."
+        )
     return (copy - random) / (victim - random)

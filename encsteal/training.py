@@ -19,9 +19,11 @@ from encsteal.runtime import RunOptions, autocast, channels_last, choose_loader,
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "lars")
 
 
-def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:
-    """Adam, SGD with momentum, or SGD with LARS (the paper's code uses all three, NOTES 5.1-5.4)."""
+def make_optimizer(
+    params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """Adam, SGD with momentum, or SGD with LARS (the paper's official code uses all three:
+    book/paper_setup.md#setup-victims, #setup-stealing, #setup-probes)."""
     if lr <= 0:
         raise ValueError(f"Learning rate must be > 0, got {lr}.")
     if weight_decay < 0:
@@ -37,7 +39,7 @@ def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, weight_
 
 class LARS(torch.optim.SGD):
     """SGD with layer-wise adaptive rate scaling in NVIDIA apex's ``LARC`` clip mode, which the
-    official ImageNet scripts use (NOTES 5.4; You et al. 2017).
+    official ImageNet scripts use (book/paper_setup.md#setup-stealing-imagenet; You et al. 2017, arXiv:1708.03888).
 
     Before each SGD step, every parameter's gradient (plus weight decay) is multiplied by
     ``min(trust * |w| / (|g| + wd |w| + eps) / lr, 1)``; parameters whose weight or gradient norm
@@ -45,8 +47,15 @@ class LARS(torch.optim.SGD):
     runs without it.
     """
 
-    def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9,
-                 weight_decay: float = 0.0, trust_coefficient: float = 0.001, eps: float = 1e-8):
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        eps: float = 1e-8,
+    ):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.trust_coefficient, self.eps = trust_coefficient, eps
 
@@ -61,8 +70,9 @@ class LARS(torch.optim.SGD):
                     continue
                 w_norm, g_norm = p.norm(), p.grad.norm()
                 adaptive = self.trust_coefficient * w_norm / (g_norm + wd * w_norm + self.eps)
-                scale = torch.where((w_norm > 0) & (g_norm > 0), (adaptive / lr).clamp(max=1.0),
-                                    torch.ones_like(w_norm))
+                scale = torch.where(
+                    (w_norm > 0) & (g_norm > 0), (adaptive / lr).clamp(max=1.0), torch.ones_like(w_norm)
+                )
                 if wd:
                     p.grad.add_(p, alpha=wd)
                 p.grad.mul_(scale)
@@ -74,12 +84,14 @@ class LARS(torch.optim.SGD):
                 group["weight_decay"] = wd
 
 
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int,
-                       warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up then cosine decay to zero, to be stepped once per *batch*.
 
     The official code steps a cosine with ``T_max = len(loader)`` once per epoch, so its LR
-    oscillates (NOTES 9.4 item 6, sthalles/SimCLR #8 and #43); this schedule spans the whole run.
+    oscillates (book/paper_setup.md#setup-official-code item 1; sthalles/SimCLR #8 and #43); this schedule spans the
+    whole run.
     """
     total_steps = max(1, total_steps)
 
@@ -92,15 +104,16 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator,
-                     drop_last: bool = True) -> Iterator[torch.Tensor]:
+def shuffled_batches(
+    n: int, batch_size: int, generator: torch.Generator, drop_last: bool = True
+) -> Iterator[torch.Tensor]:
     """Index batches of one epoch over ``range(n)`` in a seeded random order."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}.")
     order = torch.randperm(n, generator=generator)
     stop = n - n % batch_size if (drop_last and n >= batch_size) else n
     for s in range(0, stop, batch_size):
-        yield order[s:s + batch_size]
+        yield order[s : s + batch_size]
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
@@ -145,8 +158,15 @@ class BatchSource:
     the GPU works on the previous one.
     """
 
-    def __init__(self, images: torch.Tensor, device: torch.device, mode: str = "memory",
-                 num_workers: int = 0, pin_memory: bool = True, prefetch_factor: int = 4):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        device: torch.device,
+        mode: str = "memory",
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        prefetch_factor: int = 4,
+    ):
         if mode not in ("memory", "dataloader"):
             raise ValueError(f"Unknown batch source mode {mode!r}. Allowed: memory, dataloader.")
         self.device, self.mode = device, mode
@@ -156,8 +176,13 @@ class BatchSource:
             self._sampler = _EpochSampler()
             extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor} if num_workers > 0 else {}
             self._loader = torch.utils.data.DataLoader(
-                _Rows(images), sampler=self._sampler, batch_size=None, num_workers=num_workers,
-                pin_memory=pin_memory and device.type == "cuda", **extra)
+                _Rows(images),
+                sampler=self._sampler,
+                batch_size=None,
+                num_workers=num_workers,
+                pin_memory=pin_memory and device.type == "cuda",
+                **extra,
+            )
 
     def fetch(self, batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         """The images of each index batch, on the device, in order."""
@@ -199,8 +224,19 @@ class Batch:
     ``x`` holds this process's rows ``idx[part]`` of the global index batch ``idx``, on ``device``.
     """
 
-    def __init__(self, x: torch.Tensor, idx: torch.Tensor, part: slice, model: nn.Module, device: torch.device,
-                 generator: torch.Generator, options: RunOptions, epoch: int, world_size: int, meter: _Meter):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        idx: torch.Tensor,
+        part: slice,
+        model: nn.Module,
+        device: torch.device,
+        generator: torch.Generator,
+        options: RunOptions,
+        epoch: int,
+        world_size: int,
+        meter: _Meter,
+    ):
         self.x, self.idx, self.part, self.model, self.device = x, idx, part, model, device
         self.generator, self.options, self.epoch, self.world_size = generator, options, epoch, world_size
         self._meter = meter
@@ -218,8 +254,9 @@ class Batch:
             out = self.model(self.layout(x))
         return gather_with_grad(out.float(), blocks) if self.world_size > 1 else out.float()
 
-    def augment(self, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
-                x: torch.Tensor | None = None) -> torch.Tensor:
+    def augment(
+        self, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor], x: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Random views of this process's rows, drawn as one process would for the whole global batch."""
         from encsteal.distributed import augment_shard
 
@@ -281,9 +318,16 @@ class Fitted:
 
     def record(self) -> dict[str, Any]:
         """Timing and throughput as a plain dict (for cache metadata)."""
-        return {"seconds": self.seconds, "images": self.images, "images_per_second": self.images_per_second,
-                "steps": self.steps, "threads": self.threads, "device": self.device, "world_size": self.world_size,
-                "amp": self.amp}
+        return {
+            "seconds": self.seconds,
+            "images": self.images,
+            "images_per_second": self.images_per_second,
+            "steps": self.steps,
+            "threads": self.threads,
+            "device": self.device,
+            "world_size": self.world_size,
+            "amp": self.amp,
+        }
 
 
 def _losses(out: Loss | Iterable[Loss] | None) -> Iterator[tuple[str, torch.Tensor]]:
@@ -296,16 +340,31 @@ def _losses(out: Loss | Iterable[Loss] | None) -> Iterator[tuple[str, torch.Tens
         name, loss = item if isinstance(item, tuple) else ("loss", item)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""
-            raise TypeError(f"A step must give scalar loss tensors (or (name, loss) pairs); got "
-                            f"{type(loss).__name__}{shape}.")
+            raise TypeError(
+                f"A step must give scalar loss tensors (or (name, loss) pairs); got {type(loss).__name__}{shape}."
+            )
         yield name, loss
 
 
-def fit(model: nn.Module, params: Iterable[nn.Parameter], step: StepFn, images: torch.Tensor, *,
-        optimizer: OptimizerSpec, epochs: int, batch_size: int, generator: torch.Generator,
-        options: RunOptions | None = None, drop_last: bool = True, steps_per_batch: int = 1, views: int = 1,
-        distributed: bool = True, progress: bool = True, label: str = "train",
-        status: Callable[[], dict[str, Any]] | None = None) -> Fitted:
+def fit(
+    model: nn.Module,
+    params: Iterable[nn.Parameter],
+    step: StepFn,
+    images: torch.Tensor,
+    *,
+    optimizer: OptimizerSpec,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    options: RunOptions | None = None,
+    drop_last: bool = True,
+    steps_per_batch: int = 1,
+    views: int = 1,
+    distributed: bool = True,
+    progress: bool = True,
+    label: str = "train",
+    status: Callable[[], dict[str, Any]] | None = None,
+) -> Fitted:
     """Train ``model`` with ``step`` over ``epochs`` seeded passes of ``images``; the one training loop.
 
     Per epoch, ``generator`` draws a permutation of ``images`` cut into batches of ``batch_size``
@@ -342,8 +401,12 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], step: StepFn, images: 
     """
     from encsteal import distributed as dist_mod
 
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("steps_per_batch", steps_per_batch),
-                        ("views", views)):
+    for name, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("steps_per_batch", steps_per_batch),
+        ("views", views),
+    ):
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
     if not isinstance(optimizer, OptimizerSpec):
@@ -364,8 +427,9 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], step: StepFn, images: 
         net = net.to(memory_format=torch.channels_last)
     net.train()
     wrapped = dist_mod.wrap_ddp(net, dev, opts.sync_bn) if distributed else net
-    source = BatchSource(images, dev, choose_loader(opts, images, dev), opts.num_workers, opts.pin_memory,
-                         opts.prefetch_factor)
+    source = BatchSource(
+        images, dev, choose_loader(opts, images, dev), opts.num_workers, opts.pin_memory, opts.prefetch_factor
+    )
     opt = make_optimizer(params, optimizer.name, optimizer.lr, optimizer.weight_decay)
     per_epoch = steps_per_epoch(len(images), batch_size, drop_last) * steps_per_batch
     sched = cosine_with_warmup(opt, per_epoch * epochs, per_epoch * optimizer.warmup_epochs)
@@ -384,8 +448,10 @@ def fit(model: nn.Module, params: Iterable[nn.Parameter], step: StepFn, images: 
             for name, loss in _losses(step(batch)):
                 taken += 1
                 if taken > steps_per_batch:
-                    raise ValueError(f"The step gave more than steps_per_batch={steps_per_batch} losses for one "
-                                     "batch; pass the number of losses it gives (the schedule's length).")
+                    raise ValueError(
+                        f"The step gave more than steps_per_batch={steps_per_batch} losses for one "
+                        "batch; pass the number of losses it gives (the schedule's length)."
+                    )
                 opt.zero_grad(set_to_none=True)
                 (loss * world).backward()
                 opt.step()

@@ -1,6 +1,7 @@
 """Victim encoders: a SimCLR (self-supervised) victim and a supervised one.
 
-The paper's victims are SimCLR encoders trained with NT-Xent on two augmented views (NOTES 5.1:
+The paper's victims are SimCLR encoders trained with NT-Xent on two augmented views
+(book/paper_setup.md#setup-victim-cifar:
 ResNet-34, projection head 512-512-128, batch 256, Adam lr 3e-4, weight decay 1e-4, temperature
 0.07, 200 epochs). Those optimiser settings are the defaults here; the quick profile scales the
 encoder and the epochs down. The supervised victim (same encoder + a linear classifier trained
@@ -83,8 +84,9 @@ def victim_training_set(config: VictimConfig) -> ImageSet:
     return role_splits(config.dataset, {"victim": config.num_train}, seed=config.split_seed)["victim"]
 
 
-def build_victim_modules(config: VictimConfig, in_channels: int, native_size: int,
-                         num_classes: int) -> tuple[nn.Module, nn.Module]:
+def build_victim_modules(
+    config: VictimConfig, in_channels: int, native_size: int, num_classes: int
+) -> tuple[nn.Module, nn.Module]:
     encoder = build_encoder(config.arch, in_channels, config.input_size or native_size)
     if config.method == "simclr":
         head: nn.Module = ProjectionHead(encoder.rep_dim, config.head_hidden, config.head_dim)
@@ -112,8 +114,9 @@ def _run_options(device: str, options: RunOptions | None) -> RunOptions:
     return options
 
 
-def fit_victim(config: VictimConfig, data: ImageSet, device: str = "auto",
-               progress: bool = True, options: RunOptions | None = None) -> Victim:
+def fit_victim(
+    config: VictimConfig, data: ImageSet, device: str = "auto", progress: bool = True, options: RunOptions | None = None
+) -> Victim:
     """Train a victim on ``data`` (no cache); returns it on the CPU, in eval mode.
 
     ``options`` (:class:`~encsteal.runtime.RunOptions`) set the device, bf16 autocast (CUDA
@@ -122,7 +125,7 @@ def fit_victim(config: VictimConfig, data: ImageSet, device: str = "auto",
     global batch of ``config.batch_size`` images with DDP, with batch-norm statistics and the
     NT-Xent loss computed over the global batch, so the result matches a single-process run
     (:mod:`encsteal.distributed`). The cosine schedule is stepped once per batch over the whole
-    run (the official code steps a per-batch cosine once per epoch, NOTES 9.4 item 6).
+    run (the official code steps a per-batch cosine once per epoch; book/paper_setup.md#setup-official-code item 1).
     """
     opts = _run_options(device, options)
     gen = seed_everything(config.seed)
@@ -131,13 +134,29 @@ def fit_victim(config: VictimConfig, data: ImageSet, device: str = "auto",
     net = _VictimNet(encoder, head)
     simclr = config.method == "simclr"
     step = _victim_step(config, data.labels, encoder.in_channels, encoder.input_size)
-    fitted = fit(net, list(net.parameters()), step, data.images,
-                 optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay, config.warmup_epochs),
-                 epochs=config.epochs, batch_size=config.batch_size, generator=gen, options=opts,
-                 views=2 if simclr else 1, progress=progress, label=f"{config.method} victim")
-    record = {"train_seconds": fitted.seconds, "loss_curve": fitted.loss_curve,
-              "images_per_second": fitted.images_per_second, "threads": fitted.threads, "device": fitted.device,
-              "world_size": fitted.world_size, "amp": fitted.amp}
+    fitted = fit(
+        net,
+        list(net.parameters()),
+        step,
+        data.images,
+        optimizer=OptimizerSpec(config.optimizer, config.lr, config.weight_decay, config.warmup_epochs),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=gen,
+        options=opts,
+        views=2 if simclr else 1,
+        progress=progress,
+        label=f"{config.method} victim",
+    )
+    record = {
+        "train_seconds": fitted.seconds,
+        "loss_curve": fitted.loss_curve,
+        "images_per_second": fitted.images_per_second,
+        "threads": fitted.threads,
+        "device": fitted.device,
+        "world_size": fitted.world_size,
+        "amp": fitted.amp,
+    }
     return Victim(config, fitted.model.encoder, fitted.model.head, data.classes, record)
 
 
@@ -165,9 +184,14 @@ def victim_cache_key(config: VictimConfig, options: RunOptions | None = None) ->
     return config if tag is None else {"config": config, **tag}
 
 
-def train_victim(config: VictimConfig, cache: ResultCache | None = None, device: str = "auto",
-                 progress: bool = True, options: RunOptions | None = None,
-                 data: ImageSet | None = None) -> Victim:
+def train_victim(
+    config: VictimConfig,
+    cache: ResultCache | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    options: RunOptions | None = None,
+    data: ImageSet | None = None,
+) -> Victim:
     """Train (or load from the cache) the victim that ``config`` describes.
 
     ``data``: the training images, when the caller has loaded them (e.g. from another data
@@ -186,8 +210,13 @@ def train_victim(config: VictimConfig, cache: ResultCache | None = None, device:
     def save(victim: Victim) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return flat_state({"encoder": victim.encoder, "head": victim.head}), {"record": victim.record}
 
-    return cache.get_or_compute("victim", victim_cache_key(config, options),
-                                lambda: fit_victim(config, data, device, progress, options), save, load)
+    return cache.get_or_compute(
+        "victim",
+        victim_cache_key(config, options),
+        lambda: fit_victim(config, data, device, progress, options),
+        save,
+        load,
+    )
 
 
 def with_overrides(config: VictimConfig, **changes: Any) -> VictimConfig:

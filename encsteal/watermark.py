@@ -1,24 +1,26 @@
-"""The rotation watermark (NOTES 7): embed it in a victim, check whether a suspect carries it.
+"""The rotation watermark (book/paper_setup.md#setup-watermark): embed it in a victim, check whether a suspect carries
+it.
 
 Embedding. An auxiliary rotation task is learnt through an MLP on the encoder's representation
 (official ``WatermarkMLP`` 512-256-128-2, here ``rep_dim``-256-128-classes). The official task is
 binary: was the image rotated by an angle in [0, 180) or in [180, 360) (each training image gives
 one copy of each, corners filled with zeros); ``task="four_way"`` offers 0/90/180/270 instead.
 The official code embeds during victim training and builds its Adam optimiser over the encoder
-only, so its MLP stays at its random initialisation (NOTES 7, "possible bug"). Here both the
+only, so its MLP stays at its random initialisation (book/paper_setup.md#setup-official-code item 2). Here both the
 encoder and the MLP are trained (``train_mlp=False`` reproduces the official behaviour). The
 watermark is embedded by fine-tuning a trained victim (:func:`embed_watermark`) or during
 training from scratch (:func:`train_watermarked_victim`): SimCLR batches on the victim's data
 alternate with rotation batches on a ``fraction`` of it, so the representation stays useful.
 Both cache their result through :class:`ResultCache`, like ``train_victim``.
 
-Verification. The victim's frozen MLP is applied to a suspect's representations of rotated
-held-out images (one rotation per image, balanced labels) and the watermark accuracy measured.
-No alignment between suspect and victim spaces is fitted (in the prototype that lifted an
-independent model to 71%, CALIBRATION.md). The decision is NOT a test against chance: an
-independent SimCLR encoder scored 54.65% on 2,000 images in the prototype, which a binomial test
-against 50% calls stolen. :func:`ownership_test` compares the suspect with independently trained
-reference models instead (see there for the test and why).
+Verification. The victim's frozen MLP is applied to a suspect's representations of rotated held-out
+images (one rotation per image, balanced labels) and the watermark accuracy measured. No alignment
+between suspect and victim spaces is fitted: a learnt map would let the frozen MLP read the rotation
+from any encoder that captures image orientation, so independent models would look watermarked too.
+The decision is NOT a test against chance: encoders trained independently on similar data already
+score somewhat above 50%, and on a few thousand test images a binomial test against 50% would call
+them stolen (book/paper_setup.md#setup-book-choices). :func:`ownership_test` compares the suspect
+with independently trained reference models instead (see there for the test and why).
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class WatermarkedVictim:
 
 # ---- rotations ---------------------------------------------------------------------------------
 
+
 def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image (N, C, H, W) counter-clockwise by its own angle (degrees), zero corners.
 
@@ -168,8 +171,9 @@ def rotation_angles(labels: torch.Tensor, task: str, generator: torch.Generator)
     return 90.0 * labels.double()
 
 
-def rotation_batch(images: torch.Tensor, task: str, generator: torch.Generator,
-                   every_class: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def rotation_batch(
+    images: torch.Tensor, task: str, generator: torch.Generator, every_class: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotated copies and their labels. ``every_class``: each image once per class (training, as
     the official binary task uses one copy per range); else one copy per image with balanced,
     shuffled labels (evaluation: independent trials for a binomial confidence interval)."""
@@ -188,9 +192,16 @@ def rotation_batch(images: torch.Tensor, task: str, generator: torch.Generator,
 
 # ---- embedding ---------------------------------------------------------------------------------
 
-def fit_watermark(encoder: nn.Module, head: nn.Module, images: torch.Tensor, config: WatermarkConfig,
-                  temperature: float, device: str = "auto", progress: bool = True,
-                  ) -> tuple[nn.Module, nn.Module, WatermarkMLP, dict[str, Any]]:
+
+def fit_watermark(
+    encoder: nn.Module,
+    head: nn.Module,
+    images: torch.Tensor,
+    config: WatermarkConfig,
+    temperature: float,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[nn.Module, nn.Module, WatermarkMLP, dict[str, Any]]:
     """Fine-tune ``encoder`` + ``head`` with SimCLR batches on ``images`` alternating with rotation
     batches through a new :class:`WatermarkMLP` (no cache). Works on trained or fresh modules
     (fresh = embedding during training, the official schedule). Trained by the one training loop
@@ -199,7 +210,7 @@ def fit_watermark(encoder: nn.Module, head: nn.Module, images: torch.Tensor, con
     gen = seed_everything(config.seed)
     mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
     x = adapt(images, encoder.in_channels, encoder.input_size)
-    wm_idx = torch.randperm(len(x), generator=gen)[:max(1, round(config.fraction * len(x)))]
+    wm_idx = torch.randperm(len(x), generator=gen)[: max(1, round(config.fraction * len(x)))]
     net = _WatermarkNet(encoder, head, mlp)
     params = list(encoder.parameters()) + list(head.parameters())
     if config.train_mlp:
@@ -207,15 +218,33 @@ def fit_watermark(encoder: nn.Module, head: nn.Module, images: torch.Tensor, con
     else:
         mlp.requires_grad_(False)
     step = _watermark_step(net, x, wm_idx, config, temperature, gen)
-    fitted = fit(net, params, step, x, optimizer=OptimizerSpec("adam", config.lr, config.weight_decay),
-                 epochs=config.epochs, batch_size=config.batch_size, generator=gen,
-                 options=RunOptions(device=device, channels_last=True), steps_per_batch=1 + config.rotation_steps,
-                 views=2, distributed=False, progress=progress, label=f"watermark ({config.task})")
+    fitted = fit(
+        net,
+        params,
+        step,
+        x,
+        optimizer=OptimizerSpec("adam", config.lr, config.weight_decay),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=gen,
+        options=RunOptions(device=device, channels_last=True),
+        steps_per_batch=1 + config.rotation_steps,
+        views=2,
+        distributed=False,
+        progress=progress,
+        label=f"watermark ({config.task})",
+    )
     net = fitted.model
-    record = {"seconds": fitted.seconds, "simclr_loss": fitted.curves["simclr"],
-              "rotation_loss": fitted.curves["rotation"], "rotation_train_accuracy": fitted.curves["rotation_accuracy"],
-              "watermark_images": len(wm_idx), "threads": fitted.threads, "device": fitted.device,
-              "images_per_second": fitted.images_per_second}
+    record = {
+        "seconds": fitted.seconds,
+        "simclr_loss": fitted.curves["simclr"],
+        "rotation_loss": fitted.curves["rotation"],
+        "rotation_train_accuracy": fitted.curves["rotation_accuracy"],
+        "watermark_images": len(wm_idx),
+        "threads": fitted.threads,
+        "device": fitted.device,
+        "images_per_second": fitted.images_per_second,
+    }
     return net.encoder, net.head, net.mlp.requires_grad_(False), record
 
 
@@ -233,8 +262,14 @@ class _WatermarkNet(nn.Module):
         return self.mlp(self.encoder(x))
 
 
-def _watermark_step(net: _WatermarkNet, x: torch.Tensor, wm_idx: torch.Tensor, config: WatermarkConfig,
-                    temperature: float, gen: torch.Generator) -> StepFn:
+def _watermark_step(
+    net: _WatermarkNet,
+    x: torch.Tensor,
+    wm_idx: torch.Tensor,
+    config: WatermarkConfig,
+    temperature: float,
+    gen: torch.Generator,
+) -> StepFn:
     """One SimCLR batch, then ``rotation_steps`` rotation batches (each stepped before the next) of
     ``batch_size // classes`` images of the watermark subset, every image in every rotation class."""
     augment = Augment()
@@ -248,7 +283,7 @@ def _watermark_step(net: _WatermarkNet, x: torch.Tensor, wm_idx: torch.Tensor, c
         for _ in range(config.rotation_steps):
             if state["pos"] + rot_images > len(state["order"]):
                 state["order"], state["pos"] = torch.randperm(len(wm_idx), generator=gen), 0
-            chosen = x[wm_idx[state["order"][state["pos"]:state["pos"] + rot_images]]]
+            chosen = x[wm_idx[state["order"][state["pos"] : state["pos"] + rot_images]]]
             state["pos"] += rot_images
             rotated, labels = rotation_batch(chosen, config.task, gen)
             logits = net.rotation(batch.layout(rotated.to(batch.device)))
@@ -261,19 +296,22 @@ def _watermark_step(net: _WatermarkNet, x: torch.Tensor, wm_idx: torch.Tensor, c
 
 
 def _watermark_key(victim: Victim, config: WatermarkConfig) -> dict[str, Any]:
-    return {"base": victim.config, "base_weights": module_fingerprint(victim.encoder, victim.head),
-            "watermark": config}
+    return {"base": victim.config, "base_weights": module_fingerprint(victim.encoder, victim.head), "watermark": config}
 
 
-def embed_watermark(victim: Victim, config: WatermarkConfig = WatermarkConfig(), cache: ResultCache | None = None,
-                    device: str = "auto", progress: bool = True) -> WatermarkedVictim:
+def embed_watermark(
+    victim: Victim,
+    config: WatermarkConfig = WatermarkConfig(),
+    cache: ResultCache | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> WatermarkedVictim:
     """Fine-tune a trained SimCLR ``victim`` to carry the rotation watermark (cached).
 
     The victim itself is not changed (a copy is fine-tuned on its own training data).
     """
     if victim.config.method != "simclr":
-        raise ValueError("embed_watermark fine-tunes a SimCLR victim (method='simclr'); got "
-                         f"{victim.config.method!r}.")
+        raise ValueError(f"embed_watermark fine-tunes a SimCLR victim (method='simclr'); got {victim.config.method!r}.")
     cache = cache if cache is not None else ResultCache()
     data = victim_training_set(victim.config)
     c, h, _ = data.shape
@@ -285,12 +323,20 @@ def embed_watermark(victim: Victim, config: WatermarkConfig = WatermarkConfig(),
     def load(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> WatermarkedVictim:
         mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
         load_flat_state({"encoder": encoder, "head": head, "mlp": mlp}, tensors)
-        return WatermarkedVictim(victim.config, config, encoder.eval(), head.eval(), mlp.eval().requires_grad_(False),
-                                 data.classes, meta.get("record", {}))
+        return WatermarkedVictim(
+            victim.config,
+            config,
+            encoder.eval(),
+            head.eval(),
+            mlp.eval().requires_grad_(False),
+            data.classes,
+            meta.get("record", {}),
+        )
 
     def compute() -> WatermarkedVictim:
-        enc, hd, mlp, record = fit_watermark(encoder, head, data.images, config, victim.config.temperature, device,
-                                             progress)
+        enc, hd, mlp, record = fit_watermark(
+            encoder, head, data.images, config, victim.config.temperature, device, progress
+        )
         return WatermarkedVictim(victim.config, config, enc, hd, mlp, data.classes, record)
 
     def save(wm: WatermarkedVictim) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -299,9 +345,15 @@ def embed_watermark(victim: Victim, config: WatermarkConfig = WatermarkConfig(),
     return cache.get_or_compute("watermarked_victim", key, compute, save, load)
 
 
-def train_watermarked_victim(victim_config: VictimConfig, config: WatermarkConfig, cache: ResultCache | None = None,
-                             device: str = "auto", progress: bool = True) -> WatermarkedVictim:
-    """Embed the watermark during training, the official schedule (NOTES 7): a fresh SimCLR victim
+def train_watermarked_victim(
+    victim_config: VictimConfig,
+    config: WatermarkConfig,
+    cache: ResultCache | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> WatermarkedVictim:
+    """Embed the watermark during training, the official schedule (book/paper_setup.md#setup-watermark): a fresh
+    SimCLR victim
     trained from scratch with rotation batches alternating with its SimCLR batches (``config.epochs``,
     ``config.lr``; the victim config gives the data, architecture and temperature). Cached."""
     if victim_config.method != "simclr":
@@ -316,12 +368,20 @@ def train_watermarked_victim(victim_config: VictimConfig, config: WatermarkConfi
     def load(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> WatermarkedVictim:
         mlp = WatermarkMLP(encoder.rep_dim, config.hidden, config.classes)
         load_flat_state({"encoder": encoder, "head": head, "mlp": mlp}, tensors)
-        return WatermarkedVictim(victim_config, config, encoder.eval(), head.eval(), mlp.eval().requires_grad_(False),
-                                 data.classes, meta.get("record", {}))
+        return WatermarkedVictim(
+            victim_config,
+            config,
+            encoder.eval(),
+            head.eval(),
+            mlp.eval().requires_grad_(False),
+            data.classes,
+            meta.get("record", {}),
+        )
 
     def compute() -> WatermarkedVictim:
-        enc, hd, mlp, record = fit_watermark(encoder, head, data.images, config, victim_config.temperature, device,
-                                             progress)
+        enc, hd, mlp, record = fit_watermark(
+            encoder, head, data.images, config, victim_config.temperature, device, progress
+        )
         return WatermarkedVictim(victim_config, config, enc, hd, mlp, data.classes, record)
 
     def save(wm: WatermarkedVictim) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -331,6 +391,7 @@ def train_watermarked_victim(victim_config: VictimConfig, config: WatermarkConfi
 
 
 # ---- verification -----------------------------------------------------------------------------
+
 
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (fractions)."""
@@ -356,8 +417,14 @@ class WatermarkScore:
 
 
 @torch.no_grad()
-def watermark_accuracy(encoder: nn.Module, mlp: WatermarkMLP, images: ImageSet | torch.Tensor, task: str = "binary",
-                       seed: int = 0, batch_size: int = 512) -> WatermarkScore:
+def watermark_accuracy(
+    encoder: nn.Module,
+    mlp: WatermarkMLP,
+    images: ImageSet | torch.Tensor,
+    task: str = "binary",
+    seed: int = 0,
+    batch_size: int = 512,
+) -> WatermarkScore:
     """Top-1 accuracy of the victim's frozen ``mlp`` on ``encoder``'s representations of rotated
     ``images`` (one seeded rotation per image, balanced labels). No alignment is fitted."""
     x = images.images if isinstance(images, ImageSet) else images
@@ -368,10 +435,12 @@ def watermark_accuracy(encoder: nn.Module, mlp: WatermarkMLP, images: ImageSet |
     rotated, labels = rotation_batch(x, task, gen, every_class=False)
     feats = extract_features(encoder, rotated, batch_size)
     if feats.shape[1] != mlp.in_dim:
-        raise ValueError(f"The suspect's representation has {feats.shape[1]} dimensions but the watermark MLP "
-                         f"takes {mlp.in_dim}; compare encoders of the victim's output size.")
+        raise ValueError(
+            f"The suspect's representation has {feats.shape[1]} dimensions but the watermark MLP "
+            f"takes {mlp.in_dim}; compare encoders of the victim's output size."
+        )
     mlp.eval()
-    pred = torch.cat([mlp(feats[s:s + batch_size]).argmax(1) for s in range(0, len(feats), batch_size)])
+    pred = torch.cat([mlp(feats[s : s + batch_size]).argmax(1) for s in range(0, len(feats), batch_size)])
     correct = int((pred == labels).sum())
     low, high = wilson_interval(correct, len(labels))
     return WatermarkScore(correct / len(labels), correct, len(labels), low, high)
@@ -392,8 +461,13 @@ class OwnershipDecision:
     method: str
 
 
-def ownership_test(suspect: float, references: Sequence[float], alpha: float = 0.05, method: str = "prediction",
-                   n_images: int | None = None) -> OwnershipDecision:
+def ownership_test(
+    suspect: float,
+    references: Sequence[float],
+    alpha: float = 0.05,
+    method: str = "prediction",
+    n_images: int | None = None,
+) -> OwnershipDecision:
     """Is the ``suspect``'s watermark accuracy significantly above independent ``references``'?
 
     Methods (all one-sided, all against the references, never against chance):

@@ -15,9 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 CHECK_PAGE = """<!doctype html><html><body><pre id="result">pending</pre><script>
 const pages = %s;
@@ -74,9 +82,19 @@ def browser_check(html: Path, pages: list[str], profile_dir: Path) -> dict:
     check.write_text(CHECK_PAGE % json.dumps(pages))
     try:
         with serve(html) as base:
-            proc = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}",
-                                   "--virtual-time-budget=30000", "--dump-dom", f"{base}/{check.name}"],
-                                  capture_output=True, text=True, timeout=180)
+            proc = subprocess.run(
+                [
+                    chromium(),
+                    *CHROMIUM_FLAGS,
+                    f"--user-data-dir={profile_dir}",
+                    "--virtual-time-budget=30000",
+                    "--dump-dom",
+                    f"{base}/{check.name}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
     finally:
         check.unlink(missing_ok=True)
     match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
@@ -86,6 +104,17 @@ def browser_check(html: Path, pages: list[str], profile_dir: Path) -> dict:
 
 def screenshot(html: Path, page: str, out: Path, profile_dir: Path) -> Path:
     with serve(html) as base:
-        subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--window-size=1280,2200",
-                        f"--screenshot={out}", f"{base}/{page}"], capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                chromium(),
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile_dir}",
+                "--window-size=1280,2200",
+                f"--screenshot={out}",
+                f"{base}/{page}",
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
     return out

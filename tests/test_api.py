@@ -72,12 +72,15 @@ def test_defense_hook_sees_history(parts):
     assert seen == [("attacker", 0, (3, 32)), ("attacker", 3, (3, 32))]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "hybrid"}, "Allowed: ssl, supervised"),
-    ({"output": "label"}, "Allowed: representation, head"),
-    ({"budget": -1}, "budget must be >= 0"),
-    ({"mode": "supervised", "output": "label"}, "needs the victim's head"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "hybrid"}, "Allowed: ssl, supervised"),
+        ({"output": "label"}, "Allowed: representation, head"),
+        ({"budget": -1}, "budget must be >= 0"),
+        ({"mode": "supervised", "output": "label"}, "needs the victim's head"),
+    ],
+)
 def test_bad_api_settings(parts, kwargs, message):
     with pytest.raises(ValueError, match=message):
         EncoderAPI(parts[0], **kwargs)

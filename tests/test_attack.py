@@ -46,10 +46,22 @@ def test_query_once_vs_requery_every_epoch_counts(victim, digits, tmp_path):
     queries, _ = digits
     small = queries.subset(torch.arange(64))
     once = steal(EncoderAPI(victim), small, _cfg(), cache=ResultCache(enabled=False), device="cpu", progress=False)
-    again = steal(EncoderAPI(victim), small, _cfg(requery_every_epoch=True), cache=ResultCache(enabled=False),
-                  device="cpu", progress=False)
-    views = steal(EncoderAPI(victim), small, _cfg(augment="views", views=2), cache=ResultCache(enabled=False),
-                  device="cpu", progress=False)
+    again = steal(
+        EncoderAPI(victim),
+        small,
+        _cfg(requery_every_epoch=True),
+        cache=ResultCache(enabled=False),
+        device="cpu",
+        progress=False,
+    )
+    views = steal(
+        EncoderAPI(victim),
+        small,
+        _cfg(augment="views", views=2),
+        cache=ResultCache(enabled=False),
+        device="cpu",
+        progress=False,
+    )
     assert (once.queries, again.queries, views.queries) == (64, 64 * 3, 128)
     assert again.spent == pytest.approx(3 * once.spent)
 
@@ -85,8 +97,13 @@ def test_errors(victim, digits):
     with pytest.raises(ValueError, match="Known losses: mse, infonce"):
         StealConfig(loss="cosine")
     with pytest.raises(BudgetExceeded, match="would send 96 queries"):
-        steal(EncoderAPI(victim, budget=50), small, _cfg(requery_every_epoch=True),
-              cache=ResultCache(enabled=False), progress=False)
+        steal(
+            EncoderAPI(victim, budget=50),
+            small,
+            _cfg(requery_every_epoch=True),
+            cache=ResultCache(enabled=False),
+            progress=False,
+        )
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         steal(EncoderAPI(victim), torch.rand(4, 28, 28), _cfg(), progress=False)
     with pytest.raises(ValueError, match="pass query_labels"):
@@ -99,14 +116,21 @@ def test_stealing_a_trained_victim_beats_random_initialisation(tmp_path):
     from encsteal.victims import VictimConfig, fit_victim
 
     train, test = load("mnist5k", "train"), load("mnist5k", "test")
-    victim = fit_victim(VictimConfig(method="supervised", dataset="mnist5k", num_train=1000, epochs=6,
-                                     batch_size=64, lr=3e-3), train.subset(torch.arange(1000)),
-                        device="cpu", progress=False)
+    victim = fit_victim(
+        VictimConfig(method="supervised", dataset="mnist5k", num_train=1000, epochs=6, batch_size=64, lr=3e-3),
+        train.subset(torch.arange(1000)),
+        device="cpu",
+        progress=False,
+    )
     queries = train.subset(torch.arange(1000, 2000))
-    result = steal(EncoderAPI(victim.encoder), queries, _cfg(epochs=8), cache=ResultCache(tmp_path),
-                   device="cpu", progress=False)
-    splits = {"probe_train": train.subset(torch.arange(2000, 2400)),
-              "probe_val": train.subset(torch.arange(2400, 2600)), "probe_test": test}
+    result = steal(
+        EncoderAPI(victim.encoder), queries, _cfg(epochs=8), cache=ResultCache(tmp_path), device="cpu", progress=False
+    )
+    splits = {
+        "probe_train": train.subset(torch.arange(2000, 2400)),
+        "probe_val": train.subset(torch.arange(2400, 2600)),
+        "probe_test": test,
+    }
     torch.manual_seed(0)
     random_acc = evaluate_encoder(SmallConvNet(1), splits, per_class=10).accuracy
     stolen_acc = evaluate_encoder(result.encoder, splits, per_class=10).accuracy

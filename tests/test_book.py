@@ -11,16 +11,16 @@ import pytest
 from tests.book_support import ROOT, browser_check, chromium
 
 pytestmark = pytest.mark.book
-CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "04_defenses", "05_watermark", "06_claims",
-            "07_performance"]
+CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "04_defenses", "05_watermark", "06_claims", "07_performance"]
 
 
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     """A smoke build in a copy of the book's sources (the repository's own build is untouched)."""
     root = tmp_path_factory.mktemp("book")
-    subprocess.run([sys.executable, "-m", "encsteal.book", "--profile", "smoke", "--root", str(root)], cwd=ROOT,
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "encsteal.book", "--profile", "smoke", "--root", str(root)], cwd=ROOT, check=True
+    )
     return root / "_build" / "html"
 
 

@@ -13,8 +13,19 @@ import pytest
 import torch
 
 import encsteal.cache as cache_mod
-from encsteal.cache import (KINDS, PACKAGE_DIR, CacheCorruptionWarning, Kind, ResultCache, code_hash, config_key,
-                            dependency_closure, direct_imports, inspect_entry, register_kind)
+from encsteal.cache import (
+    KINDS,
+    PACKAGE_DIR,
+    CacheCorruptionWarning,
+    Kind,
+    ResultCache,
+    code_hash,
+    config_key,
+    dependency_closure,
+    direct_imports,
+    inspect_entry,
+    register_kind,
+)
 from encsteal.checkpoint import load_checkpoint, save_checkpoint
 from encsteal.models import SmallConvNet
 
@@ -25,6 +36,7 @@ def _counting(calls: list, value: float = 0.0):
     def compute():
         calls.append(1)
         return {"x": torch.arange(3.0) + value}, {"note": "hi"}
+
     return compute
 
 
@@ -35,6 +47,7 @@ def _no_warnings_get(cache: ResultCache, kind: str, config):
 
 
 # ---- keys ---------------------------------------------------------------------------------------
+
 
 def test_config_key_changes_with_config():
     assert config_key("victim", {"a": 1}) == config_key("victim", {"a": 1})
@@ -85,14 +98,27 @@ def test_closure_finds_transitive_relative_and_in_function_imports(tmp_path):
     pkg = _fake_package(tmp_path)
     assert direct_imports("fakepkg.a", pkg) == {"fakepkg", "fakepkg.b"}  # only inside f(); os, torch ignored
     assert direct_imports("fakepkg.sub.f", pkg) == frozenset()  # beyond the top-level package
-    assert dependency_closure("fakepkg.a", pkg) == ("fakepkg", "fakepkg.a", "fakepkg.b", "fakepkg.c", "fakepkg.sub",
-                                                     "fakepkg.sub.d", "fakepkg.sub.e")
+    assert dependency_closure("fakepkg.a", pkg) == (
+        "fakepkg",
+        "fakepkg.a",
+        "fakepkg.b",
+        "fakepkg.c",
+        "fakepkg.sub",
+        "fakepkg.sub.d",
+        "fakepkg.sub.e",
+    )
 
 
 def test_closure_of_the_real_kinds():
     victim = dependency_closure(KINDS["victim"].module)
-    assert {"encsteal", "encsteal.models", "encsteal.models.convnet", "encsteal.training", "encsteal.data.splits",
-            "encsteal.cache"} <= set(victim)
+    assert {
+        "encsteal",
+        "encsteal.models",
+        "encsteal.models.convnet",
+        "encsteal.training",
+        "encsteal.data.splits",
+        "encsteal.cache",
+    } <= set(victim)
     assert "encsteal.experiments.claims" not in victim and "encsteal.attack" not in victim
     watermark = dependency_closure(KINDS["watermarked_victim"].module)
     assert "encsteal.watermark" in watermark and "encsteal.training" in watermark
@@ -138,8 +164,14 @@ def test_editing_a_dependency_recomputes_and_an_unrelated_module_does_not(tmp_pa
     env = {**os.environ, "PYTHONPATH": str(pkg), "OMP_NUM_THREADS": "1"}
 
     def run() -> int:
-        out = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path / "cache")], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _SCRIPT, str(tmp_path / "cache")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert Path(result["package"]).is_relative_to(pkg), result
         return result["computed"]
@@ -153,6 +185,7 @@ def test_editing_a_dependency_recomputes_and_an_unrelated_module_does_not(tmp_pa
 
 
 # ---- reading, writing, corruption ----------------------------------------------------------------
+
 
 def test_get_or_compute_computes_once(tmp_path):
     cache = ResultCache(tmp_path, shipped=())
@@ -260,14 +293,17 @@ def _missing_tensors(tensors: Path, meta: Path) -> None:
     tensors.unlink()
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (_truncate, "does not match the sha256"),
-    (_flip_byte, "does not match the sha256"),
-    (_garbage_sidecar, "not valid JSON"),
-    (_other_key_material, "key material"),
-    (_not_safetensors, "cannot be read as safetensors"),
-    (_missing_tensors, "is missing"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (_truncate, "does not match the sha256"),
+        (_flip_byte, "does not match the sha256"),
+        (_garbage_sidecar, "not valid JSON"),
+        (_other_key_material, "key material"),
+        (_not_safetensors, "cannot be read as safetensors"),
+        (_missing_tensors, "is missing"),
+    ],
+)
 def test_corrupt_entry_is_recomputed_with_a_warning(tmp_path, corrupt, message):
     cache = ResultCache(tmp_path, shipped=())
     calls = []
@@ -327,8 +363,7 @@ def test_ship_copies_checks_and_prunes(tmp_path, monkeypatch):
     removed = prune(shipped, {new})
     assert {p.name for p in removed} == {old.name, old.with_suffix(".json").name, "junk.safetensors"}
     assert [s.status for s in shipped_status(shipped)] == ["fresh"]
-    assert torch.equal(ResultCache(tmp_path / "empty", shipped=(shipped,)).get("tiny", {"c": 1})[0]["x"],
-                       torch.ones(2))
+    assert torch.equal(ResultCache(tmp_path / "empty", shipped=(shipped,)).get("tiny", {"c": 1})[0]["x"], torch.ones(2))
 
 
 class _RecordingCache(ResultCache):
@@ -340,8 +375,9 @@ class _RecordingCache(ResultCache):
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     from encsteal import distributed
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     distributed.init_from_env(backend="gloo")
 
     def compute():
@@ -368,6 +404,7 @@ def test_under_ddp_only_rank_0_writes(tmp_path):
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
+
 
 def test_checkpoint_roundtrip_strict_and_checksum(tmp_path):
     torch.manual_seed(0)

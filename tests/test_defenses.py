@@ -9,8 +9,15 @@ from torch import nn
 from encsteal.api import EncoderAPI, QueryContext, UserHistory
 from encsteal.augment import Augment
 from encsteal.data import load
-from encsteal.defenses import (DEFENSES, DuplicateDetector, GaussianNoise, detection_metrics, make_defense,
-                               max_earlier_similarity, representation_std)
+from encsteal.defenses import (
+    DEFENSES,
+    DuplicateDetector,
+    GaussianNoise,
+    detection_metrics,
+    make_defense,
+    max_earlier_similarity,
+    representation_std,
+)
 
 
 def _ctx(outputs: torch.Tensor, user: str = "u", history: UserHistory | None = None) -> QueryContext:
@@ -62,13 +69,16 @@ def test_truncation_keeps_exactly_the_k_largest():
     top = x.abs().topk(5, dim=1).indices
     assert torch.equal(out.gather(1, top), x.gather(1, top))
     kept = out != 0
-    assert (x.abs().masked_fill(~kept, float("inf")).min(1).values
-            >= x.abs().masked_fill(kept, -1.0).max(1).values).all()
+    assert (
+        x.abs().masked_fill(~kept, float("inf")).min(1).values >= x.abs().masked_fill(kept, -1.0).max(1).values
+    ).all()
 
 
 def test_repr_is_deterministic_and_names_the_parameters():
-    a, b = make_defense("noise", mean=0.0, std=0.3, reference_std=0.343), make_defense("noise", mean=0.0, std=0.3,
-                                                                                    reference_std=0.343)
+    a, b = (
+        make_defense("noise", mean=0.0, std=0.3, reference_std=0.343),
+        make_defense("noise", mean=0.0, std=0.3, reference_std=0.343),
+    )
     assert repr(a) == repr(b) == "GaussianNoise(mean=0.0, std=0.3, reference_std=0.343, seed=0)"
     assert repr(make_defense("noise", std=0.4)) != repr(make_defense("noise", std=0.3))
     assert "threshold=0.8" in repr(make_defense("duplicates"))
@@ -78,18 +88,21 @@ def test_repr_is_deterministic_and_names_the_parameters():
     assert api.describe()["defenses"] == [repr(a)]
 
 
-@pytest.mark.parametrize("name, params, fragment", [
-    ("laplace", {}, "Allowed: noise, rounding, truncation, duplicates"),
-    ("noise", {"std": -1.0}, "std must be >= 0"),
-    ("noise", {"sigma": 1.0}, "Allowed: mean, std, reference_std, seed"),
-    ("noise", {"reference_std": 0.0}, "reference_std must be > 0"),
-    ("rounding", {"step": 0}, "step must be > 0"),
-    ("truncation", {"k": 0}, "k must be >= 1"),
-    ("truncation", {"k": 2.5}, "k must be an integer"),
-    ("duplicates", {"threshold": 1.5}, "threshold must be <= 1"),
-    ("duplicates", {"scope": "global"}, "Allowed: history, batch"),
-    ("duplicates", {"poison": "flip"}, "Allowed: gaussian, zeros"),
-])
+@pytest.mark.parametrize(
+    "name, params, fragment",
+    [
+        ("laplace", {}, "Allowed: noise, rounding, truncation, duplicates"),
+        ("noise", {"std": -1.0}, "std must be >= 0"),
+        ("noise", {"sigma": 1.0}, "Allowed: mean, std, reference_std, seed"),
+        ("noise", {"reference_std": 0.0}, "reference_std must be > 0"),
+        ("rounding", {"step": 0}, "step must be > 0"),
+        ("truncation", {"k": 0}, "k must be >= 1"),
+        ("truncation", {"k": 2.5}, "k must be an integer"),
+        ("duplicates", {"threshold": 1.5}, "threshold must be <= 1"),
+        ("duplicates", {"scope": "global"}, "Allowed: history, batch"),
+        ("duplicates", {"poison": "flip"}, "Allowed: gaussian, zeros"),
+    ],
+)
 def test_bad_names_and_parameters_raise_clearly(name, params, fragment):
     with pytest.raises(ValueError, match=fragment):
         make_defense(name, **params)
@@ -108,6 +121,7 @@ def test_every_registered_defense_builds_with_defaults():
 
 
 # ---- the duplicate detector ---------------------------------------------------------------------
+
 
 class _Pixels(nn.Module):
     """A transparent 'encoder': centred pixels, so similarities are those of the images."""
@@ -147,18 +161,19 @@ def test_max_earlier_similarity_by_hand():
 
 def test_detector_flags_exact_and_augmented_duplicates_not_originals(distinct_digits):
     enc, x = distinct_digits
-    light = Augment(min_scale=0.95, max_aspect=1.02, max_rotation=2.0, flip=False, jitter_p=1.0,
-                    brightness=0.05, contrast=0.05)
+    light = Augment(
+        min_scale=0.95, max_aspect=1.02, max_rotation=2.0, flip=False, jitter_p=1.0, brightness=0.05, contrast=0.05
+    )
     copies = light(x[8:], torch.Generator().manual_seed(0))
     det = make_defense("duplicates", threshold=0.8)
     api = EncoderAPI(enc, defenses=[det])
-    first = api.query(torch.cat([x, x[:4]]), "u")          # exact duplicates within the batch
-    second = api.query(copies, "u")                        # augmented copies of earlier calls' images
+    first = api.query(torch.cat([x, x[:4]]), "u")  # exact duplicates within the batch
+    second = api.query(copies, "u")  # augmented copies of earlier calls' images
     scores, flags = det.decisions("u")
     truth = torch.tensor([False] * 16 + [True] * 4 + [True] * 8)
     assert torch.equal(flags, truth)
-    assert (first[16:] > 900).all() and (second > 900).all()   # poison N(1000, 0.5^2)
-    assert torch.allclose(first[:16], enc(x))                  # originals untouched
+    assert (first[16:] > 900).all() and (second > 900).all()  # poison N(1000, 0.5^2)
+    assert torch.allclose(first[:16], enc(x))  # originals untouched
     m = detection_metrics(truth, flags, scores)
     assert m["precision"] == m["recall"] == m["f1"] == m["roc_auc"] == 1.0
     # the official scope (this batch only) misses the copies sent in a later call

@@ -35,8 +35,15 @@ from encsteal.victims import VictimConfig, fit_victim
 VICTIM = VictimConfig(dataset="mnist5k", num_train=96, epochs=2, batch_size=32, optimizer="sgd", lr=0.01)
 # InfoNCE couples the batch (negatives), stolen_only augments on the stolen side, and 70 queries
 # at batch 32 leave a last batch of 6 (split 3 + 3) that checks uneven global batches.
-STEAL = StealConfig(loss="infonce", loss_params={"temperature": 0.1}, epochs=2, batch_size=32,
-                    augment="stolen_only", optimizer="sgd", lr=0.01)
+STEAL = StealConfig(
+    loss="infonce",
+    loss_params={"temperature": 0.1},
+    epochs=2,
+    batch_size=32,
+    augment="stolen_only",
+    optimizer="sgd",
+    lr=0.01,
+)
 
 
 # Contiguous layout: on this CPU, channels-last and contiguous convolutions (and the batch sizes
@@ -57,18 +64,29 @@ def _victim_encoder():
 
 def _run_both(out: Path) -> dict:
     victim = fit_victim(VICTIM, _data(), progress=False, options=OPTIONS)
-    stolen = steal(EncoderAPI(_victim_encoder()), _data().subset(torch.arange(70)), STEAL,
-                   cache=ResultCache(enabled=False), progress=False, options=OPTIONS)
-    return {"victim": {f"encoder.{k}": v for k, v in victim.encoder.state_dict().items()}
-            | {f"head.{k}": v for k, v in victim.head.state_dict().items()},
-            "victim_curve": victim.record["loss_curve"],
-            "stolen": stolen.encoder.state_dict(), "stolen_curve": stolen.loss_curve,
-            "queries": stolen.queries, "images": stolen.record_images}
+    stolen = steal(
+        EncoderAPI(_victim_encoder()),
+        _data().subset(torch.arange(70)),
+        STEAL,
+        cache=ResultCache(enabled=False),
+        progress=False,
+        options=OPTIONS,
+    )
+    return {
+        "victim": {f"encoder.{k}": v for k, v in victim.encoder.state_dict().items()}
+        | {f"head.{k}": v for k, v in victim.head.state_dict().items()},
+        "victim_curve": victim.record["loss_curve"],
+        "stolen": stolen.encoder.state_dict(),
+        "stolen_curve": stolen.loss_curve,
+        "queries": stolen.queries,
+        "images": stolen.record_images,
+    }
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     info = distributed.init_from_env(backend="gloo")
     assert (info.rank, info.world_size) == (rank, world)
@@ -142,8 +160,9 @@ def test_single_process_helpers_are_identities():
 
 
 def test_sync_batchnorm_conversion_round_trip():
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Conv2d(1, 2, 3),
-                              torch.nn.BatchNorm2d(2))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)
+    )
     before = {k: v.clone() for k, v in net.state_dict().items()}
     synced = distributed.convert_sync_batchnorm(net, torch.device("cpu"))
     assert isinstance(synced[1], distributed.AllReduceBatchNorm)

@@ -24,9 +24,7 @@ def test_cosine_identical_and_negated():
 
 def test_cosine_is_rowwise_mean():
     a, b = _rand(4, 3, 1), _rand(4, 3, 2)
-    want = np.mean(
-        [a[i] @ b[i] / np.sqrt((a[i] @ a[i]) * (b[i] @ b[i])) for i in range(4)]
-    )
+    want = np.mean([a[i] @ b[i] / np.sqrt((a[i] @ a[i]) * (b[i] @ b[i])) for i in range(4)])
     assert mean_cosine_similarity(a, b) == pytest.approx(want, abs=1e-12)
 
 

@@ -13,15 +13,41 @@ PARAMS = Path(__file__).resolve().parent.parent / "params" / "full.yaml"
 
 
 def test_missing_data_stops_before_training_with_status_2(tmp_path, capsys):
-    code = full.main([str(PARAMS), "--only", "cifar", "--data-root", str(tmp_path / "nowhere"),
-                      "--cache", str(tmp_path / "cache"), "--device", "cpu", "--no-amp"])
+    code = full.main(
+        [
+            str(PARAMS),
+            "--only",
+            "cifar",
+            "--data-root",
+            str(tmp_path / "nowhere"),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+            "--no-amp",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Data missing under the data root" in err and str(tmp_path / "nowhere") in err
 
 
 def test_dry_run_prints_the_resolved_configuration(tmp_path, capsys):
-    code = full.main([str(PARAMS), "--tiny", "--dry-run", "--only", "imagenet", "--device", "cpu", "--no-amp",
-                      "--num-workers", "3", "--out", str(tmp_path / "out")])
+    code = full.main(
+        [
+            str(PARAMS),
+            "--tiny",
+            "--dry-run",
+            "--only",
+            "imagenet",
+            "--device",
+            "cpu",
+            "--no-amp",
+            "--num-workers",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     printed = yaml.safe_load(capsys.readouterr().out)
     assert code == 0 and printed["chapters"] == ["imagenet"]
     runtime = printed["experiments"]["runtime"]

@@ -24,8 +24,6 @@ from encsteal.losses import (
     wasserstein_loss,
 )
 
-
-
 N, D = 6, 4
 LABELS = [0, 1, 0, 2, 1, 2]
 ATOL = 1e-5
@@ -89,9 +87,7 @@ def ref_softnn(s, v, t):
         t = 0.1 * float(np.median(ds))
     total = 0.0
     for a in range(m):
-        num = sum(
-            math.exp(-_sqdist(x[a], x[b]) / t) for b in range(m) if b != a and lab[b] == lab[a]
-        )
+        num = sum(math.exp(-_sqdist(x[a], x[b]) / t) for b in range(m) if b != a and lab[b] == lab[a])
         den = sum(math.exp(-_sqdist(x[a], x[k]) / t) for k in range(m) if k != a)
         total += -math.log(num / den)
     return total / m
@@ -190,16 +186,12 @@ def test_supcon_matches_reference(t):
 
 def test_wasserstein_matches_reference():
     s, v = _pair(6)
-    assert wasserstein_loss(s, v).item() == pytest.approx(
-        ref_wasserstein(_rows(s), _rows(v)), abs=ATOL
-    )
+    assert wasserstein_loss(s, v).item() == pytest.approx(ref_wasserstein(_rows(s), _rows(v)), abs=ATOL)
 
 
 def test_barlow_matches_reference():
     s, v = _pair(7)
-    assert barlow_twins_loss(s, v).item() == pytest.approx(
-        ref_barlow(_rows(s), _rows(v)), abs=ATOL
-    )
+    assert barlow_twins_loss(s, v).item() == pytest.approx(ref_barlow(_rows(s), _rows(v)), abs=ATOL)
 
 
 @pytest.mark.parametrize("n", [6, 7])
@@ -348,9 +340,7 @@ def test_get_loss_params_forwarded():
     assert get_loss("infonce", temperature=0.2)(s, v).item() == pytest.approx(
         infonce_loss(s, v, temperature=0.2).item()
     )
-    assert get_loss("barlow", lambd=0.1)(s, v).item() == pytest.approx(
-        barlow_twins_loss(s, v, lambd=0.1).item()
-    )
+    assert get_loss("barlow", lambd=0.1)(s, v).item() == pytest.approx(barlow_twins_loss(s, v, lambd=0.1).item())
     assert LOSSES["supcon"](s, v, labels=torch.tensor(LABELS), temperature=0.3).item() == (
         pytest.approx(supcon_loss(s, v, torch.tensor(LABELS), temperature=0.3).item())
     )

@@ -11,20 +11,23 @@ from encsteal.params import Params, chapter_parameters, resolve, validate, victi
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"profile": "huge"}, "Allowed: smoke, quick, full"),
-    ({"losses": ["mse", "l1"]}, "Known losses: mse, infonce"),
-    ({"losses": "[mse, infonce]"}, "Use a list"),
-    ({"query_sets": ["cifar11"]}, "Known data sets"),
-    ({"budget": 100, "budgets": [50, 200]}, "at most budget=100"),
-    ({"steal_epochs": 0}, "positive integer"),
-    ({"device": "tpu"}, "Allowed: auto, cpu, cuda"),
-    ({"probe_cs": [0.1, -1]}, "positive"),
-    ({"watermark_task": "three_way"}, "Allowed: binary, four_way"),
-    ({"loss_settings": {"infonce": {"temprature": 0.1}}}, "temprature"),
-    ({"loss_settings": {"l1": {}}}, "Known losses"),
-    ({"budjet": 10}, "Did you mean 'budget'"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"profile": "huge"}, "Allowed: smoke, quick, full"),
+        ({"losses": ["mse", "l1"]}, "Known losses: mse, infonce"),
+        ({"losses": "[mse, infonce]"}, "Use a list"),
+        ({"query_sets": ["cifar11"]}, "Known data sets"),
+        ({"budget": 100, "budgets": [50, 200]}, "at most budget=100"),
+        ({"steal_epochs": 0}, "positive integer"),
+        ({"device": "tpu"}, "Allowed: auto, cpu, cuda"),
+        ({"probe_cs": [0.1, -1]}, "positive"),
+        ({"watermark_task": "three_way"}, "Allowed: binary, four_way"),
+        ({"loss_settings": {"infonce": {"temprature": 0.1}}}, "temprature"),
+        ({"loss_settings": {"l1": {}}}, "Known losses"),
+        ({"budjet": 10}, "Did you mean 'budget'"),
+    ],
+)
 def test_bad_parameters_raise(values, message):
     with pytest.raises(ValueError, match=message):
         validate(values)

@@ -40,8 +40,14 @@ def test_few_label_indices():
     with pytest.raises(ValueError, match="only 20 images"):
         few_label_indices(y, 21)
     with pytest.raises(ValueError, match="at least one"):
-        linear_probe(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), torch.zeros(1, 2),
-                     torch.zeros(1, dtype=torch.long), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
+        linear_probe(
+            torch.zeros(0, 2),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(1, 2),
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(1, 2),
+            torch.zeros(1, dtype=torch.long),
+        )
 
 
 def test_torch_probe_learns_separable_data_and_repeats():

@@ -25,8 +25,12 @@ def test_bf16_is_refused_on_the_cpu():
         autocast(torch.device("cpu"), True)
     data = load("mnist5k", "train").subset(torch.arange(32))
     with pytest.raises(ValueError, match="bf16"):
-        fit_victim(VictimConfig(dataset="mnist5k", num_train=32, epochs=1, batch_size=16), data, progress=False,
-                   options=RunOptions(device="cpu", amp=True))
+        fit_victim(
+            VictimConfig(dataset="mnist5k", num_train=32, epochs=1, batch_size=16),
+            data,
+            progress=False,
+            options=RunOptions(device="cpu", amp=True),
+        )
     with autocast(torch.device("cpu"), False):
         pass  # fp32: a no-op context
 
@@ -52,9 +56,17 @@ def test_dataloader_path_gives_the_same_steal_as_the_memory_path():
     victim = SmallConvNet(1).eval()
     queries = load("mnist5k", "train").subset(torch.arange(48))
     cfg = StealConfig(loss="infonce", epochs=2, batch_size=16, augment="stolen_only")
-    runs = [steal(EncoderAPI(victim), queries, cfg, cache=ResultCache(enabled=False), progress=False,
-                  options=RunOptions(device="cpu", loader=loader, num_workers=workers))
-            for loader, workers in (("memory", 0), ("dataloader", 1))]
+    runs = [
+        steal(
+            EncoderAPI(victim),
+            queries,
+            cfg,
+            cache=ResultCache(enabled=False),
+            progress=False,
+            options=RunOptions(device="cpu", loader=loader, num_workers=workers),
+        )
+        for loader, workers in (("memory", 0), ("dataloader", 1))
+    ]
     a, b = (r.encoder.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert runs[0].loss_curve == runs[1].loss_curve

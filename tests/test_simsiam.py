@@ -35,8 +35,13 @@ def test_converted_encoder_equals_torchvision_resnet50(standin, tmp_path):
     state = simsiam.read_checkpoint(standin)
     ref = torchvision.models.resnet50(weights=None)
     ref.fc = torch.nn.Identity()
-    ref.load_state_dict({k[len("module.encoder."):]: v for k, v in state.items()
-                         if k.startswith("module.encoder.") and not k.startswith("module.encoder.fc.")})
+    ref.load_state_dict(
+        {
+            k[len("module.encoder.") :]: v
+            for k, v in state.items()
+            if k.startswith("module.encoder.") and not k.startswith("module.encoder.fc.")
+        }
+    )
     ref.eval()
     x = torch.rand(2, 3, 64, 64)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -31,8 +31,19 @@ def _fit_regression(seed: int = 0, epochs: int = 6, **kw) -> Fitted:
     def step(batch: Batch) -> torch.Tensor:
         return F.mse_loss(batch.forward(batch.x).squeeze(1), y[batch.idx])
 
-    return fit(model, model.parameters(), step, x, optimizer=OptimizerSpec("adam", 0.3), epochs=epochs,
-               batch_size=16, generator=torch.Generator().manual_seed(seed), options=CPU, progress=False, **kw)
+    return fit(
+        model,
+        model.parameters(),
+        step,
+        x,
+        optimizer=OptimizerSpec("adam", 0.3),
+        epochs=epochs,
+        batch_size=16,
+        generator=torch.Generator().manual_seed(seed),
+        options=CPU,
+        progress=False,
+        **kw,
+    )
 
 
 def test_loss_decreases_and_the_result_comes_back_on_the_cpu_in_eval_mode():
@@ -67,9 +78,19 @@ def test_each_yielded_loss_gets_its_own_optimiser_and_schedule_step():
             yield f"loss{i}", 1.0 * w  # constant gradient 1: Adam moves w by about -lr_t per step
             moves.append(before - w.item())
 
-    fitted = fit(model, [w], step, torch.zeros(n, 1), optimizer=OptimizerSpec("adam", lr), epochs=epochs,
-                 batch_size=bs, generator=torch.Generator().manual_seed(0), options=CPU, steps_per_batch=k,
-                 progress=False)
+    fitted = fit(
+        model,
+        [w],
+        step,
+        torch.zeros(n, 1),
+        optimizer=OptimizerSpec("adam", lr),
+        epochs=epochs,
+        batch_size=bs,
+        generator=torch.Generator().manual_seed(0),
+        options=CPU,
+        steps_per_batch=k,
+        progress=False,
+    )
     total = epochs * (n // bs) * k
     assert len(moves) == fitted.steps == total
     expected = [lr * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
@@ -88,9 +109,19 @@ def test_skipped_batches_and_logged_ratios():
         batch.log("positive", int((out > 0).sum()), len(out))
         return F.mse_loss(out, y[batch.idx])
 
-    fitted = fit(model, model.parameters(), step, x, optimizer=OptimizerSpec("sgd", 0.01), epochs=2,
-                 batch_size=16, generator=torch.Generator().manual_seed(0), options=CPU, drop_last=False,
-                 progress=False)
+    fitted = fit(
+        model,
+        model.parameters(),
+        step,
+        x,
+        optimizer=OptimizerSpec("sgd", 0.01),
+        epochs=2,
+        batch_size=16,
+        generator=torch.Generator().manual_seed(0),
+        options=CPU,
+        drop_last=False,
+        progress=False,
+    )
     assert fitted.steps == 2 * 2 and fitted.images == 2 * 32  # 16 + 16 stepped, 8 skipped, per epoch
     assert all(0 <= r <= 1 for r in fitted.curves["positive"])
 
@@ -103,42 +134,67 @@ def test_frozen_parameters_stay_put():
     def step(batch: Batch) -> torch.Tensor:
         return F.mse_loss(batch.model(batch.x).squeeze(1), y[batch.idx])
 
-    fitted = fit(model, model[1].parameters(), step, x, optimizer=OptimizerSpec("adam", 0.01), epochs=1,
-                 batch_size=32, generator=torch.Generator().manual_seed(0), options=CPU, progress=False)
+    fitted = fit(
+        model,
+        model[1].parameters(),
+        step,
+        x,
+        optimizer=OptimizerSpec("adam", 0.01),
+        epochs=1,
+        batch_size=32,
+        generator=torch.Generator().manual_seed(0),
+        options=CPU,
+        progress=False,
+    )
     assert torch.equal(fitted.model[0].weight, frozen)
 
 
 def _args(**kw):
     x, _ = _problem(8)
     model = nn.Linear(4, 1)
-    base = dict(model=model, params=model.parameters(), step=lambda b: b.model(b.x).pow(2).mean(), images=x,
-                optimizer=OptimizerSpec("adam", 0.01), epochs=1, batch_size=4,
-                generator=torch.Generator().manual_seed(0), options=CPU, progress=False)
+    base = dict(
+        model=model,
+        params=model.parameters(),
+        step=lambda b: b.model(b.x).pow(2).mean(),
+        images=x,
+        optimizer=OptimizerSpec("adam", 0.01),
+        epochs=1,
+        batch_size=4,
+        generator=torch.Generator().manual_seed(0),
+        options=CPU,
+        progress=False,
+    )
     return base | kw
 
 
-@pytest.mark.parametrize("change, error, message", [
-    ({"epochs": 0}, ValueError, "epochs must be a positive int"),
-    ({"batch_size": -1}, ValueError, "batch_size must be a positive int"),
-    ({"steps_per_batch": 0}, ValueError, "steps_per_batch must be a positive int"),
-    ({"images": torch.empty(0, 4)}, ValueError, "non-empty tensor"),
-    ({"params": []}, ValueError, "at least one parameter"),
-    ({"optimizer": "adam"}, TypeError, "OptimizerSpec"),
-    ({"step": None}, TypeError, "step must be callable"),
-    ({"step": lambda b: b.model(b.x)}, TypeError, "scalar loss tensors"),
-    ({"step": lambda b: iter([b.model(b.x).mean(), b.model(b.x).sum()])}, ValueError, "steps_per_batch=1"),
-])
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"epochs": 0}, ValueError, "epochs must be a positive int"),
+        ({"batch_size": -1}, ValueError, "batch_size must be a positive int"),
+        ({"steps_per_batch": 0}, ValueError, "steps_per_batch must be a positive int"),
+        ({"images": torch.empty(0, 4)}, ValueError, "non-empty tensor"),
+        ({"params": []}, ValueError, "at least one parameter"),
+        ({"optimizer": "adam"}, TypeError, "OptimizerSpec"),
+        ({"step": None}, TypeError, "step must be callable"),
+        ({"step": lambda b: b.model(b.x)}, TypeError, "scalar loss tensors"),
+        ({"step": lambda b: iter([b.model(b.x).mean(), b.model(b.x).sum()])}, ValueError, "steps_per_batch=1"),
+    ],
+)
 def test_bad_arguments_raise_clearly(change, error, message):
     with pytest.raises(error, match=message):
         fit(**_args(**change))
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"name": "lamb"}, "Allowed: adam, sgd, lars"),
-    ({"lr": 0.0}, "Learning rate must be > 0"),
-    ({"weight_decay": -1.0}, "Weight decay must be >= 0"),
-    ({"warmup_epochs": -1}, "warmup_epochs must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"name": "lamb"}, "Allowed: adam, sgd, lars"),
+        ({"lr": 0.0}, "Learning rate must be > 0"),
+        ({"weight_decay": -1.0}, "Weight decay must be >= 0"),
+        ({"warmup_epochs": -1}, "warmup_epochs must be >= 0"),
+    ],
+)
 def test_optimizer_spec_is_checked(kw, message):
     with pytest.raises(ValueError, match=message):
         OptimizerSpec(**kw)

@@ -48,13 +48,16 @@ def test_train_victim_uses_the_cache(tmp_path):
     assert second.record["train_seconds"] == first.record["train_seconds"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"method": "byol"}, "Allowed: simclr, supervised"),
-    ({"dataset": "mnist"}, "Known data sets"),
-    ({"arch": "vgg"}, "Known: convnet"),
-    ({"epochs": 0}, "epochs must be > 0"),
-    ({"temperature": -1.0}, "temperature must be > 0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"method": "byol"}, "Allowed: simclr, supervised"),
+        ({"dataset": "mnist"}, "Known data sets"),
+        ({"arch": "vgg"}, "Known: convnet"),
+        ({"epochs": 0}, "epochs must be > 0"),
+        ({"temperature": -1.0}, "temperature must be > 0"),
+    ],
+)
 def test_bad_config_raises(change, message):
     with pytest.raises(ValueError, match=message):
         VictimConfig(**change)

@@ -27,8 +27,10 @@ def test_rotations_match_torchvision_and_rot90():
     from torchvision.transforms.v2 import functional as TF
 
     x = load("mnist5k", "train").images[:3].float() / 255
-    assert torch.equal(rotate(x, torch.tensor([90.0, 180.0, 270.0])),
-                       torch.stack([torch.rot90(x[i], i + 1, dims=(-2, -1)) for i in range(3)]))
+    assert torch.equal(
+        rotate(x, torch.tensor([90.0, 180.0, 270.0])),
+        torch.stack([torch.rot90(x[i], i + 1, dims=(-2, -1)) for i in range(3)]),
+    )
     ours = rotate(x, torch.full((3,), 30.0))
     theirs = torch.stack([TF.rotate(xi, 30.0, interpolation=TF.InterpolationMode.BILINEAR) for xi in x])
     assert (ours - theirs).abs().mean() < 0.03  # same direction; interpolation differs at the edges
@@ -40,8 +42,9 @@ def test_rotation_labels_and_angles():
     labels = torch.tensor([0, 1] * 500)
     angles = rotation_angles(labels, "binary", gen)
     assert ((angles >= 0) & (angles < 180))[labels == 0].all() and ((angles >= 180) & (angles < 360))[labels == 1].all()
-    assert torch.equal(rotation_angles(torch.arange(4), "four_way", gen), torch.tensor([0.0, 90, 180, 270],
-                                                                                       dtype=torch.float64))
+    assert torch.equal(
+        rotation_angles(torch.arange(4), "four_way", gen), torch.tensor([0.0, 90, 180, 270], dtype=torch.float64)
+    )
     x = torch.rand(10, 1, 12, 12)
     rx, ry = rotation_batch(x, "four_way", gen)
     assert rx.shape == (40, 1, 12, 12) and torch.equal(ry.bincount(), torch.full((4,), 10))
@@ -99,21 +102,28 @@ def test_watermarked_encoder_scores_high_and_a_random_one_chance(tiny_watermark)
 
 def test_embed_watermark_fine_tunes_and_caches(tmp_path):
     cache = ResultCache(tmp_path)
-    victim = train_victim(VictimConfig(dataset="mnist5k", num_train=256, epochs=1, batch_size=64), cache,
-                          device="cpu", progress=False)
+    victim = train_victim(
+        VictimConfig(dataset="mnist5k", num_train=256, epochs=1, batch_size=64), cache, device="cpu", progress=False
+    )
     cfg = WatermarkConfig(epochs=1, batch_size=64, fraction=0.5)
     wm = embed_watermark(victim, cfg, cache, device="cpu", progress=False)
     assert wm.record["watermark_images"] == 128 and isinstance(wm.mlp, WatermarkMLP)
-    changed = any(not torch.equal(a, b) for a, b in zip(wm.encoder.state_dict().values(),
-                                                         victim.encoder.state_dict().values()))
+    changed = any(
+        not torch.equal(a, b) for a, b in zip(wm.encoder.state_dict().values(), victim.encoder.state_dict().values())
+    )
     assert changed
     again = embed_watermark(victim, cfg, cache, device="cpu", progress=False)
     for a, b in zip(again.mlp.state_dict().values(), wm.mlp.state_dict().values()):
         assert torch.equal(a, b)
     assert len(list((tmp_path / "watermarked_victim").glob("*.json"))) == 1
     # the official optimiser never trained the MLP: train_mlp=False keeps it at its initialisation
-    frozen = embed_watermark(victim, WatermarkConfig(epochs=1, batch_size=64, fraction=0.5, train_mlp=False), cache,
-                             device="cpu", progress=False)
+    frozen = embed_watermark(
+        victim,
+        WatermarkConfig(epochs=1, batch_size=64, fraction=0.5, train_mlp=False),
+        cache,
+        device="cpu",
+        progress=False,
+    )
     torch.manual_seed(0)
     init = WatermarkMLP(victim.encoder.rep_dim, (256, 128), 2)
     for a, b in zip(frozen.mlp.state_dict().values(), init.state_dict().values()):
@@ -122,8 +132,9 @@ def test_embed_watermark_fine_tunes_and_caches(tmp_path):
 
 def test_watermark_during_training_from_scratch(tmp_path):
     cfg = VictimConfig(dataset="mnist5k", num_train=128, epochs=1, batch_size=64)
-    wm = train_watermarked_victim(cfg, WatermarkConfig(epochs=1, batch_size=64), ResultCache(tmp_path), device="cpu",
-                                  progress=False)
+    wm = train_watermarked_victim(
+        cfg, WatermarkConfig(epochs=1, batch_size=64), ResultCache(tmp_path), device="cpu", progress=False
+    )
     assert len(wm.record["rotation_loss"]) == 1 and wm.victim.config == cfg
     with pytest.raises(ValueError, match="SimCLR"):
         train_watermarked_victim(VictimConfig(method="supervised"), WatermarkConfig(), ResultCache(tmp_path))

@@ -5,5 +5,15 @@ from encsteal.data.registry import DATASETS, QUICK_SETS, check_dataset, load
 from encsteal.data.splits import ROLES, draw_disjoint, role_splits
 from encsteal.data.transforms import adapt, to_float
 
-__all__ = ["DATASETS", "QUICK_SETS", "ROLES", "ImageSet", "adapt", "check_dataset", "draw_disjoint",
-           "load", "role_splits", "to_float"]
+__all__ = [
+    "DATASETS",
+    "QUICK_SETS",
+    "ROLES",
+    "ImageSet",
+    "adapt",
+    "check_dataset",
+    "draw_disjoint",
+    "load",
+    "role_splits",
+    "to_float",
+]

@@ -21,16 +21,30 @@ from encsteal.paths import cache_root, data_root
 DOWNLOADABLE: tuple[str, ...] = ("cifar10", "cifar100", "stl10", "svhn", "fmnist")
 
 EXPECTED_FILES: dict[str, dict[str, tuple[str, ...]]] = {
-    "cifar10": {"train": tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
-                + ("cifar-10-batches-py/batches.meta",),
-                "test": ("cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta")},
-    "cifar100": {"train": ("cifar-100-python/train", "cifar-100-python/meta"),
-                 "test": ("cifar-100-python/test", "cifar-100-python/meta")},
-    "stl10": {s: ("stl10_binary/train_X.bin", "stl10_binary/train_y.bin", "stl10_binary/test_X.bin",
-                  "stl10_binary/test_y.bin", "stl10_binary/unlabeled_X.bin") for s in ("train", "test", "unlabeled")},
+    "cifar10": {
+        "train": tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
+        + ("cifar-10-batches-py/batches.meta",),
+        "test": ("cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta"),
+    },
+    "cifar100": {
+        "train": ("cifar-100-python/train", "cifar-100-python/meta"),
+        "test": ("cifar-100-python/test", "cifar-100-python/meta"),
+    },
+    "stl10": {
+        s: (
+            "stl10_binary/train_X.bin",
+            "stl10_binary/train_y.bin",
+            "stl10_binary/test_X.bin",
+            "stl10_binary/test_y.bin",
+            "stl10_binary/unlabeled_X.bin",
+        )
+        for s in ("train", "test", "unlabeled")
+    },
     "svhn": {s: (f"svhn/{s}_32x32.mat",) for s in ("train", "test", "extra")},
-    "fmnist": {"train": ("FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-labels-idx1-ubyte"),
-               "test": ("FashionMNIST/raw/t10k-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte")},
+    "fmnist": {
+        "train": ("FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-labels-idx1-ubyte"),
+        "test": ("FashionMNIST/raw/t10k-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte"),
+    },
 }
 """The files each (data set, split) reads under the data root (ImageNet: an ImageFolder tree instead)."""
 
@@ -52,8 +66,13 @@ class DataHub:
     ``.npy`` file under ``<cache>/images/`` and memory-mapped by every process afterwards.
     """
 
-    def __init__(self, root: str | os.PathLike | None, download: bool = False,
-                 cache_dir: str | os.PathLike | None = None, seed: int = 0):
+    def __init__(
+        self,
+        root: str | os.PathLike | None,
+        download: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+    ):
         self.root, self.download, self.seed = data_root(root), download, seed
         self.cache_dir = Path(cache_root(cache_dir)) / "images"
         self._memo: dict[tuple, ImageSet] = {}
@@ -143,18 +162,25 @@ class DataHub:
         if name == "imagenet":
             if len(splits) != 1:
                 raise ValueError("ImageNet queries come from one split.")
-            return self.load("imagenet", splits[0], max_images=spec.get("num"), seed=seed,
-                             image_size=spec.get("image_size", 224))
+            return self.load(
+                "imagenet", splits[0], max_images=spec.get("num"), seed=seed, image_size=spec.get("image_size", 224)
+            )
         parts = [self.load(name, s) for s in splits]
-        data = parts[0] if len(parts) == 1 else ImageSet(
-            name, torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), parts[0].classes)
+        data = (
+            parts[0]
+            if len(parts) == 1
+            else ImageSet(
+                name, torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), parts[0].classes
+            )
+        )
         if "start" in spec or "stop" in spec:
             data = data.subset(torch.arange(len(data))[slice(spec.get("start"), spec.get("stop"))])
         if spec.get("num") is not None:
             num = int(spec["num"])
             if num > len(data):
-                raise ValueError(f"{num} queries asked from {name} {'+'.join(splits)}, which has only "
-                                 f"{len(data)} images.")
+                raise ValueError(
+                    f"{num} queries asked from {name} {'+'.join(splits)}, which has only {len(data)} images."
+                )
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
             data = data.subset(order[:num].sort().values)
         return data
@@ -175,10 +201,12 @@ class DataHub:
 
 def missing_message(root: Path, lines: list[str]) -> str:
     """The error for missing data: the data root, each missing set, and how to get them."""
-    return (f"Data missing under the data root {root} (set it with data_root in the YAML, --data-root, or "
-            "$ENCSTEAL_DATA):\n  - " + "\n  - ".join(lines) + "\n"
-            "How to get them: `python -m encsteal.full params/full.yaml --download` lets torchvision download "
-            "CIFAR10, CIFAR100, STL10, SVHN (train, test, extra) and Fashion-MNIST into that root (needs "
-            "internet, about 6 GB). ImageNet (ILSVRC-2012) cannot be downloaded automatically: get it from "
-            f"https://image-net.org under its licence and unpack the train set as "
-            f"{root}/imagenet/train/<wnid>/*.JPEG.")
+    return (
+        f"Data missing under the data root {root} (set it with data_root in the YAML, --data-root, or "
+        "$ENCSTEAL_DATA):\n  - " + "\n  - ".join(lines) + "\n"
+        "How to get them: `python -m encsteal.full params/full.yaml --download` lets torchvision download "
+        "CIFAR10, CIFAR100, STL10, SVHN (train, test, extra) and Fashion-MNIST into that root (needs "
+        "internet, about 6 GB). ImageNet (ILSVRC-2012) cannot be downloaded automatically: get it from "
+        f"https://image-net.org under its licence and unpack the train set as "
+        f"{root}/imagenet/train/<wnid>/*.JPEG."
+    )

@@ -48,7 +48,7 @@ class ImageSet:
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
 
-    def subset(self, indices: torch.Tensor) -> "ImageSet":
+    def subset(self, indices: torch.Tensor) -> ImageSet:
         """The images at ``indices`` (a 1-D index tensor), in that order."""
         return ImageSet(self.name, self.images[indices], self.labels[indices], self.classes)
 

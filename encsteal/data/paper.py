@@ -17,7 +17,8 @@ fmnist       ``root/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyt
 imagenet     ``root/imagenet/<split>/<wnid>/*.JPEG`` (an ImageFolder tree; never downloaded)
 ===========  ==============================================================================
 
-Paper notes: in the CIFAR-scale experiments STL10 is resized to 32x32 (pass ``image_size=32``);
+The paper's setup (book/paper_setup.md#setup-probes): in the CIFAR-scale experiments STL10 is resized to 32x32 (pass
+``image_size=32``);
 Fashion-MNIST keeps its single grey channel here (C = 1), callers that need RGB repeat it.
 """
 
@@ -170,9 +171,7 @@ def _resize_square(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.
 
     out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
     for start in range(0, len(images), chunk):
-        out[start : start + chunk] = F.resize(
-            images[start : start + chunk], [size, size], antialias=True
-        )
+        out[start : start + chunk] = F.resize(images[start : start + chunk], [size, size], antialias=True)
     return out
 
 

@@ -114,8 +114,19 @@ def load_digits(split: str) -> ImageSet:
     return ImageSet("digits", images, labels, DIGIT_CLASSES)
 
 
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                  "colorwheel", "retina", "cat", "motorcycle_left", "motorcycle_right")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "colorwheel",
+    "retina",
+    "cat",
+    "motorcycle_left",
+    "motorcycle_right",
+)
 
 
 @lru_cache(maxsize=1)
@@ -162,7 +173,7 @@ def build_mnistm(digits: torch.Tensor, seed: int = MNISTM_SEED, size: int = 32) 
         side = int(torch.randint(size, min(h, w, 4 * size) + 1, (1,), generator=gen))
         top = int(torch.randint(h - side + 1, (1,), generator=gen))
         left = int(torch.randint(w - side + 1, (1,), generator=gen))
-        crop = photo[:, top:top + side, left:left + side].unsqueeze(0)
+        crop = photo[:, top : top + side, left : left + side].unsqueeze(0)
         crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[i] = (crop[0] - strokes[i]).abs()
     return (out * 255.0).round().clamp_(0, 255).to(torch.uint8)
@@ -193,7 +204,7 @@ def _photocrops(split: str) -> tuple[torch.Tensor, torch.Tensor]:
             side = int(torch.randint(16, max(17, min(rh, w, 128) + 1), (1,), generator=gen))
             top = int(torch.randint(rh - side + 1, (1,), generator=gen))
             left = int(torch.randint(w - side + 1, (1,), generator=gen))
-            crop = region[:, top:top + side, left:left + side].unsqueeze(0)
+            crop = region[:, top : top + side, left : left + side].unsqueeze(0)
             images.append(F.interpolate(crop, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[0])
             labels.append(label)
     x = (torch.stack(images) * 255).round().clamp_(0, 255).to(torch.uint8)

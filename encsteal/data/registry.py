@@ -42,8 +42,7 @@ def load(
             raise TypeError(f"{name!r} takes no options; got {sorted(options)}.")
         if name == "fmnist":
             return load_fmnist(split, root, download)
-        loaders = {"mnist5k": load_mnist5k, "mnistm": load_mnistm, "digits": load_digits,
-                   "photocrops": load_photocrops}
+        loaders = {"mnist5k": load_mnist5k, "mnistm": load_mnistm, "digits": load_digits, "photocrops": load_photocrops}
         return loaders[name](split)
     return load_paper_set(name, split, root=_paper_root(root), download=download, **options)  # type: ignore[arg-type]
 

@@ -4,8 +4,10 @@ Roles: ``victim`` (the victim's training images), ``probe_train`` and ``probe_va
 images for the downstream linear probe and its regularisation choice) and ``query`` (the
 attacker's query images) are drawn without overlap from one seeded permutation of the ``train``
 split, in that order: so the victim and probe images do not change with the query budget, and a
-larger budget's queries contain a smaller budget's. ``probe_test`` comes from the ``test`` split. The paper keeps the query images apart from the probe's test images in
-the same way (NOTES 5.2-5.3: CIFAR10 queries come from the test set minus its last 1,000 images).
+larger budget's queries contain a smaller budget's. ``probe_test`` comes from the ``test`` split. The paper keeps the
+query images apart from the probe's test images in
+the same way (book/paper_setup.md#setup-stealing-cifar: CIFAR10 queries come from the test set minus its last 1,000
+images).
 """
 
 from __future__ import annotations
@@ -30,13 +32,12 @@ def draw_disjoint(n_total: int, sizes: Mapping[str, int], seed: int) -> dict[str
     needed = sum(sizes.values())
     if needed > n_total:
         raise ValueError(
-            f"The requested splits {dict(sizes)} need {needed} images but only {n_total} are "
-            "available: ask for fewer."
+            f"The requested splits {dict(sizes)} need {needed} images but only {n_total} are available: ask for fewer."
         )
     order = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
     out, start = {}, 0
     for role, size in sizes.items():
-        out[role] = torch.sort(order[start:start + size]).values
+        out[role] = torch.sort(order[start : start + size]).values
         start += size
     return out
 

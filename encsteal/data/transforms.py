@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from encsteal.data.imageset import ImageSet
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -38,7 +43,7 @@ def adapt(images: torch.Tensor, channels: int, size: int | None) -> torch.Tensor
     return x.contiguous()
 
 
-def adapt_imageset(data: "ImageSet", channels: int, size: int | None) -> "ImageSet":
+def adapt_imageset(data: ImageSet, channels: int, size: int | None) -> ImageSet:
     """An ImageSet with its images adapted (channels, size) and stored as uint8 again."""
     from encsteal.data.imageset import ImageSet
 

@@ -21,11 +21,19 @@ from encsteal.victims import Victim, train_victim
 
 def api_menu(ssl_victim: Victim, supervised_victim: Victim) -> list[tuple[str, EncoderAPI]]:
     """Every API variant of the chapter: SSL representations / head, and the supervised outputs."""
-    menu = [("SSL: representation", EncoderAPI(ssl_victim.encoder, ssl_victim.head)),
-            ("SSL: projection head", EncoderAPI(ssl_victim.encoder, ssl_victim.head, output="head"))]
+    menu = [
+        ("SSL: representation", EncoderAPI(ssl_victim.encoder, ssl_victim.head)),
+        ("SSL: projection head", EncoderAPI(ssl_victim.encoder, ssl_victim.head, output="head")),
+    ]
     for output in ("label", "topk", "probabilities", "logits"):
-        menu.append((f"supervised: {output}", EncoderAPI(supervised_victim.encoder, supervised_victim.head,
-                                                        mode="supervised", output=output, top_k=3)))
+        menu.append(
+            (
+                f"supervised: {output}",
+                EncoderAPI(
+                    supervised_victim.encoder, supervised_victim.head, mode="supervised", output=output, top_k=3
+                ),
+            )
+        )
     menu.append(("supervised model: representation", EncoderAPI(supervised_victim.encoder)))
     return menu
 
@@ -36,18 +44,35 @@ def outputs_table(menu: list[tuple[str, EncoderAPI]], probe: torch.Tensor) -> pd
     for name, api in menu:
         out = api.query(probe[:1], user="inspector")
         nonzero = int((out != 0).sum())
-        rows.append({"API": name, "values returned": out.shape[1], "non-zero values": nonzero,
-                     "float32 bits per answer": 32 * nonzero if "label" not in name else 4})
+        rows.append(
+            {
+                "API": name,
+                "values returned": out.shape[1],
+                "non-zero values": nonzero,
+                "float32 bits per answer": 32 * nonzero if "label" not in name else 4,
+            }
+        )
     return pd.DataFrame(rows).set_index("API")
 
 
-STOLEN_FROM = ("SSL: representation", "supervised: label", "supervised: probabilities",
-               "supervised model: representation")
+STOLEN_FROM = (
+    "SSL: representation",
+    "supervised: label",
+    "supervised: probabilities",
+    "supervised model: representation",
+)
 """The APIs the attacker steals from in the chapter (top-k and logits sit between these)."""
 
 
-def leakage_grid(menu: list[tuple[str, EncoderAPI]], queries: ImageSet, tasks: Sequence[Downstream],
-                 budgets: Sequence[int], epochs: int, seed: int, device: str = "auto") -> pd.DataFrame:
+def leakage_grid(
+    menu: list[tuple[str, EncoderAPI]],
+    queries: ImageSet,
+    tasks: Sequence[Downstream],
+    budgets: Sequence[int],
+    epochs: int,
+    seed: int,
+    device: str = "auto",
+) -> pd.DataFrame:
     """Steal the same architecture from each API at each budget; evaluate on every task."""
     rows = []
     chosen = [(n, a) for n, a in menu if n in STOLEN_FROM]
@@ -56,12 +81,21 @@ def leakage_grid(menu: list[tuple[str, EncoderAPI]], queries: ImageSet, tasks: S
         loss = "mse"
         result = steal(api, q, StealConfig(loss=loss, epochs=epochs, seed=seed), device=device, progress=False)
         for task in tasks:
-            rows.append({"API": name, "budget": budget, "queries_paid": result.queries,
-                         "downstream": task.name, "attack_seconds": result.seconds, **evaluate(result.encoder, task)})
+            rows.append(
+                {
+                    "API": name,
+                    "budget": budget,
+                    "queries_paid": result.queries,
+                    "downstream": task.name,
+                    "attack_seconds": result.seconds,
+                    **evaluate(result.encoder, task),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # ---- the chapter: tables and headline numbers ----------------------------------------------------
+
 
 def leakage_table(leak: pd.DataFrame, metric: str = "few_label") -> pd.DataFrame:
     """``metric`` of each API's copy (rows) per downstream task and budget (columns)."""
@@ -72,19 +106,30 @@ def cost_table(train_seconds: float, leak: pd.DataFrame, budget: int, prices: co
     """Training the SSL victim vs stealing it from its representations with ``budget`` queries."""
     row = _ssl_row(leak, budget)
     steal_usd = cost.stealing_cost(int(row.queries_paid), float(row.attack_seconds), prices)
-    return pd.DataFrame([
-        {"what": "train the SimCLR victim", "seconds": train_seconds, "usd": cost.training_cost(train_seconds, prices)},
-        {"what": f"steal it: API bill ({int(row.queries_paid)} queries)", "seconds": None, "usd": steal_usd["api"]},
-        {"what": "steal it: attacker's compute", "seconds": float(row.attack_seconds), "usd": steal_usd["compute"]},
-    ]).set_index("what")
+    return pd.DataFrame(
+        [
+            {
+                "what": "train the SimCLR victim",
+                "seconds": train_seconds,
+                "usd": cost.training_cost(train_seconds, prices),
+            },
+            {"what": f"steal it: API bill ({int(row.queries_paid)} queries)", "seconds": None, "usd": steal_usd["api"]},
+            {"what": "steal it: attacker's compute", "seconds": float(row.attack_seconds), "usd": steal_usd["compute"]},
+        ]
+    ).set_index("what")
 
 
 def cost_comparison(costs: pd.DataFrame) -> pd.Series:
     """Our training and stealing cost beside the figures quoted around the paper (USD)."""
     quoted = paper_tables.cost_figures().set_index("item")["usd"]
-    return pd.Series({"train (ours)": costs.usd.iloc[0], "steal (ours)": costs.usd.iloc[1:].sum(),
-                      "train ResNet-50 SSL (quoted)": quoted["training a ResNet-50 SSL encoder"],
-                      "steal it (quoted)": quoted["stealing such an encoder"]})
+    return pd.Series(
+        {
+            "train (ours)": costs.usd.iloc[0],
+            "steal (ours)": costs.usd.iloc[1:].sum(),
+            "train ResNet-50 SSL (quoted)": quoted["training a ResNet-50 SSL encoder"],
+            "steal it (quoted)": quoted["stealing such an encoder"],
+        }
+    )
 
 
 def _ssl_row(leak: pd.DataFrame, budget: int) -> pd.Series:
@@ -94,8 +139,9 @@ def _ssl_row(leak: pd.DataFrame, budget: int) -> pd.Series:
     return sel.iloc[0]
 
 
-def headline(outputs: pd.DataFrame, leak: pd.DataFrame, train_seconds: float, prices: cost.Prices,
-             transfer_task: str) -> dict[str, float]:
+def headline(
+    outputs: pd.DataFrame, leak: pd.DataFrame, train_seconds: float, prices: cost.Prices, transfer_task: str
+) -> dict[str, float]:
     """The numbers the chapter's prose states (and the claims page judges)."""
     budget = int(leak.budget.max())
     best = leak[leak.budget == budget].groupby(["API", "downstream"])["few_label"].mean().unstack()
@@ -111,10 +157,14 @@ def headline(outputs: pd.DataFrame, leak: pd.DataFrame, train_seconds: float, pr
         "ssl_repr_few": best.loc["SSL: representation", transfer_task],
         "prob_few": best.loc["supervised: probabilities", transfer_task],
         "label_few": best.loc["supervised: label", transfer_task],
-        "train_usd": train_usd, "steal_usd": steal_usd, "train_over_steal": train_usd / max(steal_usd, 1e-12),
-        "breakeven": cost.break_even_price_per_1k(train_seconds, int(row.queries_paid), float(row.attack_seconds),
-                                                  prices),
-        "price_per_1k": prices.api_per_1k, "cpu_price_per_hour": prices.compute_per_hour,
+        "train_usd": train_usd,
+        "steal_usd": steal_usd,
+        "train_over_steal": train_usd / max(steal_usd, 1e-12),
+        "breakeven": cost.break_even_price_per_1k(
+            train_seconds, int(row.queries_paid), float(row.attack_seconds), prices
+        ),
+        "price_per_1k": prices.api_per_1k,
+        "cpu_price_per_hour": prices.compute_per_hour,
     }
 
 
@@ -132,8 +182,7 @@ class ApiCostChapter:
 
     def results(self) -> dict:
         """What the chapter saves for the claims page."""
-        return {"values": self.values, "transfer_task": self.transfer_task,
-                "grid": self.leak.to_dict(orient="records")}
+        return {"values": self.values, "transfer_task": self.transfer_task, "grid": self.leak.to_dict(orient="records")}
 
 
 def run(p: Params) -> ApiCostChapter:

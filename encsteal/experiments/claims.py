@@ -36,15 +36,29 @@ def judge_losses(results: Mapping[str, Any], metric: str = "few_label") -> Verdi
     free = m[[l for l in LABEL_FREE if l in m.index]].sort_values(ascending=False)
     best_contrastive = free.index[0] in CONTRASTIVE
     barlow_worst = free.index[-1] == "barlow"
-    evidence = (f"{metric} mean over query sets and tasks: " + ", ".join(f"{k} {v:.1f}" for k, v in free.items())
-                + (f"; official Barlow pairing {m['barlow_official']:.1f}" if "barlow_official" in m else ""))
-    verdict = ("reproduced" if best_contrastive and barlow_worst else
-               "partly reproduced" if best_contrastive or barlow_worst else "not reproduced")
+    evidence = (
+        f"{metric} mean over query sets and tasks: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in free.items())
+        + (f"; official Barlow pairing {m['barlow_official']:.1f}" if "barlow_official" in m else "")
+    )
+    verdict = (
+        "reproduced"
+        if best_contrastive and barlow_worst
+        else "partly reproduced"
+        if best_contrastive or barlow_worst
+        else "not reproduced"
+    )
     return Verdict(claim, evidence, verdict)
 
 
-def judge_few_queries(results: Mapping[str, Any], victim_probe: float, num_train: int,
-                      threshold: float = 0.95, random_probe: float | None = None, min_gain: float = 0.5) -> Verdict:
+def judge_few_queries(
+    results: Mapping[str, Any],
+    victim_probe: float,
+    num_train: int,
+    threshold: float = 0.95,
+    random_probe: float | None = None,
+    min_gain: float = 0.5,
+) -> Verdict:
     """Stealing with under a fifth of the victim's training-set size in queries gets close: the
     best label-free copy keeps at least ``threshold`` of the victim's probe accuracy and, when the
     random-initialised encoder's accuracy is known, recovers at least ``min_gain`` of the victim's
@@ -58,14 +72,18 @@ def judge_few_queries(results: Mapping[str, Any], victim_probe: float, num_train
     m = (same if len(same) else table).groupby("loss")["probe"].mean()
     free = m[[l for l in LABEL_FREE if l in m.index]]
     ratio = free.max() / victim_probe
-    evidence = (f"{budget} {own} queries = {budget / num_train:.0%} of {num_train} training images; best label-free copy "
-                f"({free.idxmax()}) {free.max():.1f} % vs victim {victim_probe:.1f} % = {ratio:.1%} (threshold "
-                f"{threshold:.0%})")
+    evidence = (
+        f"{budget} {own} queries = {budget / num_train:.0%} of {num_train} training images; best label-free copy "
+        f"({free.idxmax()}) {free.max():.1f} % vs victim {victim_probe:.1f} % = {ratio:.1%} (threshold "
+        f"{threshold:.0%})"
+    )
     ok = budget < num_train / 5 and ratio >= threshold
     if random_probe is not None and victim_probe > random_probe:
         gain = (free.max() - random_probe) / (victim_probe - random_probe)
-        evidence += (f"; random-init encoder {random_probe:.1f} %, so the copy recovers {gain:.0%} of the victim's "
-                     f"margin over it (needed {min_gain:.0%})")
+        evidence += (
+            f"; random-init encoder {random_probe:.1f} %, so the copy recovers {gain:.0%} of the victim's "
+            f"margin over it (needed {min_gain:.0%})"
+        )
         if ok and gain < min_gain:
             return Verdict(claim, evidence, "partly reproduced")
     return Verdict(claim, evidence, "reproduced" if ok else "not reproduced")
@@ -78,8 +96,10 @@ def judge_leakage(results: Mapping[str, Any]) -> Verdict:
     claim = "Self-supervised APIs (representations) leak more per query than supervised APIs (labels, scores)."
     v = results["values"]
     order = [("representations", v["repr_few"]), ("probabilities", v["prob_few"]), ("labels", v["label_few"])]
-    evidence = (f"{int(v['budget'])} queries, {results.get('transfer_task', 'transfer task')} few-label probe: "
-                + ", ".join(f"{k} {x:.1f} %" for k, x in order))
+    evidence = (
+        f"{int(v['budget'])} queries, {results.get('transfer_task', 'transfer task')} few-label probe: "
+        + ", ".join(f"{k} {x:.1f} %" for k, x in order)
+    )
     strict = order[0][1] > order[1][1] > order[2][1]
     partly = order[0][1] > max(order[1][1], order[2][1])
     return Verdict(claim, evidence, "reproduced" if strict else "partly reproduced" if partly else "not reproduced")
@@ -91,9 +111,11 @@ def judge_cost(results: Mapping[str, Any], factor: float = 10.0) -> Verdict:
     claim = "Stealing an encoder costs far less than training it."
     v = results["values"]
     ratio = v["train_usd"] / max(v["steal_usd"], 1e-12)
-    evidence = (f"at {v['cpu_price_per_hour']:.2f} USD/CPU-hour and {v['price_per_1k']:.2f} USD per 1,000 queries: "
-                f"training {v['train_usd']:.4f} USD, stealing {v['steal_usd']:.4f} USD (ratio {ratio:.2f}); "
-                f"break-even API price {v['breakeven']:.3f} USD per 1,000")
+    evidence = (
+        f"at {v['cpu_price_per_hour']:.2f} USD/CPU-hour and {v['price_per_1k']:.2f} USD per 1,000 queries: "
+        f"training {v['train_usd']:.4f} USD, stealing {v['steal_usd']:.4f} USD (ratio {ratio:.2f}); "
+        f"break-even API price {v['breakeven']:.3f} USD per 1,000"
+    )
     verdict = "reproduced" if ratio >= factor else "partly reproduced" if ratio > 1 else "not reproduced"
     return Verdict(claim, evidence, verdict)
 
@@ -111,12 +133,16 @@ def judge_defense(table: pd.DataFrame, attacker_columns: list[str], margin: floa
         legit_drop = clean.legit - row.legit
         attacker_drop = min(clean[c] - row[c] for c in attacker_columns)
         holds.append(legit_drop >= attacker_drop - margin)
-        rows.append(f"strength {row.strength:g}: legitimate user {clean.legit:.1f} -> {row.legit:.1f} %, "
-                    f"best attacker ({best.removeprefix('attacker_')}) {clean[best]:.1f} -> {row[best]:.1f} %")
+        rows.append(
+            f"strength {row.strength:g}: legitimate user {clean.legit:.1f} -> {row.legit:.1f} %, "
+            f"best attacker ({best.removeprefix('attacker_')}) {clean[best]:.1f} -> {row[best]:.1f} %"
+        )
     evidence = "; ".join(rows)
     if not holds:
         return Verdict(claim, "no defended strength was measured", "not evaluated")
-    return Verdict(claim, evidence, "reproduced" if all(holds) else "partly reproduced" if any(holds) else "not reproduced")
+    return Verdict(
+        claim, evidence, "reproduced" if all(holds) else "partly reproduced" if any(holds) else "not reproduced"
+    )
 
 
 def judge_watermark(table: pd.DataFrame) -> Verdict:
@@ -128,10 +154,12 @@ def judge_watermark(table: pd.DataFrame) -> Verdict:
     stolen = table[table.role == "stolen"]
     false_pos = int((independent.stolen == True).sum())  # noqa: E712
     true_pos = int((stolen.stolen == True).sum())  # noqa: E712
-    evidence = (f"{true_pos} of {len(stolen)} stolen copies called stolen (watermark accuracy "
-                f"{stolen.watermark_acc.min():.1f}-{stolen.watermark_acc.max():.1f} %); {false_pos} of "
-                f"{len(independent)} independent models called stolen (watermark accuracy "
-                f"{independent.watermark_acc.min():.1f}-{independent.watermark_acc.max():.1f} %)")
+    evidence = (
+        f"{true_pos} of {len(stolen)} stolen copies called stolen (watermark accuracy "
+        f"{stolen.watermark_acc.min():.1f}-{stolen.watermark_acc.max():.1f} %); {false_pos} of "
+        f"{len(independent)} independent models called stolen (watermark accuracy "
+        f"{independent.watermark_acc.min():.1f}-{independent.watermark_acc.max():.1f} %)"
+    )
     if false_pos == 0 and len(stolen) and true_pos >= len(stolen) / 2:
         verdict = "reproduced"
     elif false_pos == 0 and true_pos > 0:
@@ -158,14 +186,27 @@ def judge_all(load: Callable[[str], Mapping[str, Any]]) -> pd.DataFrame:
             verdicts.append(not_evaluated(claim, str(err)))
 
     attempt("losses", "Contrastive losses steal best and Barlow worst.", judge_losses)
-    attempt("losses", "Few queries get close.", lambda r: judge_few_queries(
-        r, r["values"]["victim_probe"], int(r.get("victim_num_train", 10_000)),
-        random_probe=r["values"].get("random_probe")))
+    attempt(
+        "losses",
+        "Few queries get close.",
+        lambda r: judge_few_queries(
+            r,
+            r["values"]["victim_probe"],
+            int(r.get("victim_num_train", 10_000)),
+            random_probe=r["values"].get("random_probe"),
+        ),
+    )
     attempt("api_cost", "SSL APIs leak more per query.", judge_leakage)
-    attempt("defenses", "Perturbation defenses hurt legitimate users as much as attackers.",
-            lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]))
-    attempt("watermark", "The watermark transfers to stolen copies only.",
-            lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]))
+    attempt(
+        "defenses",
+        "Perturbation defenses hurt legitimate users as much as attackers.",
+        lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]),
+    )
+    attempt(
+        "watermark",
+        "The watermark transfers to stolen copies only.",
+        lambda r: Verdict(r["claim"], r["evidence"], r["verdict"]),
+    )
     attempt("api_cost", "Stealing costs far less than training.", judge_cost)
     return pd.DataFrame([v.__dict__ for v in verdicts])
 
@@ -176,6 +217,10 @@ VERDICTS: tuple[str, ...] = ("reproduced", "partly reproduced", "not reproduced"
 def verdict_counts(verdicts: pd.DataFrame) -> dict[str, int]:
     """How many claims got each verdict (for the page's prose)."""
     counts = verdicts.verdict.value_counts()
-    keys = {"reproduced": "n_reproduced", "partly reproduced": "n_partly", "not reproduced": "n_not",
-            "not evaluated": "n_missing"}
+    keys = {
+        "reproduced": "n_reproduced",
+        "partly reproduced": "n_partly",
+        "not reproduced": "n_not",
+        "not evaluated": "n_missing",
+    }
     return {"n_claims": len(verdicts), **{key: int(counts.get(v, 0)) for v, key in keys.items()}}

@@ -1,4 +1,4 @@
-"""Does a defense hurt the attacker more than a legitimate user? (NOTES 6 item 3, the paper's claim)
+"""Does a defense hurt the attacker more than a legitimate user? (the paper's claim; book/paper_setup.md#setup-defenses)
 
 For each strength of a defense the same defended API serves two users:
 
@@ -33,8 +33,15 @@ from encsteal.attack import StealConfig, steal
 from encsteal.augment import Augment
 from encsteal.cache import ResultCache
 from encsteal.data.imageset import ImageSet
-from encsteal.defenses import (DEFENSE_PARAMS, DEFENSES, STRENGTH_PARAM, DuplicateDetector, detection_metrics,
-                               make_defense, representation_std)
+from encsteal.defenses import (
+    DEFENSE_PARAMS,
+    DEFENSES,
+    STRENGTH_PARAM,
+    DuplicateDetector,
+    detection_metrics,
+    make_defense,
+    representation_std,
+)
 from encsteal.probe import evaluate_encoder, linear_probe
 from encsteal.victims import Victim, victim_training_set
 
@@ -43,18 +50,25 @@ LEGIT_ROLES: tuple[str, ...] = ("probe_train", "probe_val", "probe_test")
 
 def query_in_chunks(api: EncoderAPI, images: torch.Tensor, user: str, chunk: int = 1024) -> torch.Tensor:
     """Send ``images`` to ``api`` as ``user`` in calls of ``chunk`` images (as the attack does)."""
-    return torch.cat([api.query(images[s:s + chunk], user) for s in range(0, len(images), chunk)])
+    return torch.cat([api.query(images[s : s + chunk], user) for s in range(0, len(images), chunk)])
 
 
 def legitimate_user_accuracy(api: EncoderAPI, splits: Mapping[str, ImageSet], user: str = "legit") -> float:
     """A legitimate user's downstream accuracy: it queries ``api`` with its probe images (train,
-    val, test, in that order) and fits the linear probe on the answers (NOTES 6 item 3)."""
+    val, test, in that order) and fits the linear probe on the answers (like the legitimate user of
+    book/paper_setup.md#setup-defenses)."""
     missing = [r for r in LEGIT_ROLES if r not in splits]
     if missing:
         raise ValueError(f"The legitimate user needs the splits {LEGIT_ROLES}; missing {missing}.")
     answers = {r: query_in_chunks(api, splits[r].images, user) for r in LEGIT_ROLES}
-    res = linear_probe(answers["probe_train"], splits["probe_train"].labels, answers["probe_val"],
-                       splits["probe_val"].labels, answers["probe_test"], splits["probe_test"].labels)
+    res = linear_probe(
+        answers["probe_train"],
+        splits["probe_train"].labels,
+        answers["probe_val"],
+        splits["probe_val"].labels,
+        answers["probe_test"],
+        splits["probe_test"].labels,
+    )
     return res.accuracy
 
 
@@ -67,13 +81,14 @@ def augmented_pair_stream(images: torch.Tensor, seed: int = 0, views: int = 2) -
     aug = Augment()
     stream = torch.cat([aug(x, gen) for _ in range(views)])
     truth = torch.zeros(len(stream), dtype=torch.bool)
-    truth[len(x):] = True
+    truth[len(x) :] = True
     return stream, truth
 
 
 def victim_output_std(victim: Victim, n: int = 2000, per_dimension: bool = False) -> float | torch.Tensor:
     """The per-dimension std of the victim's API outputs (representations) on ``n`` of its own
-    training images: what the defender knows, the unit of relative noise (CALIBRATION.md)."""
+    training images: a scale the defender knows, used as the unit of relative noise so that one strength means the
+    same for encoders whose outputs differ in scale (book/paper_setup.md#setup-book-choices)."""
     data = victim_training_set(victim.config)
     api = EncoderAPI(victim.encoder, victim.head)
     return representation_std(query_in_chunks(api, data.images[:n], "defender"), per_dimension)
@@ -83,11 +98,20 @@ def _num_images(config: StealConfig, num_queries: int) -> int:
     return num_queries // config.views if config.augment == "views" else num_queries
 
 
-def tradeoff_table(victim: Victim, splits: Mapping[str, ImageSet], defense_name: str, strengths: Sequence[Any],
-                   steal_configs: Mapping[str, StealConfig], base_params: Mapping[str, Any] | None = None,
-                   strength_param: str | None = None, relative: bool = True, num_queries: int = 2000,
-                   query_role: str = "query", cache: ResultCache | None = None,
-                   progress: bool = False) -> pd.DataFrame:
+def tradeoff_table(
+    victim: Victim,
+    splits: Mapping[str, ImageSet],
+    defense_name: str,
+    strengths: Sequence[Any],
+    steal_configs: Mapping[str, StealConfig],
+    base_params: Mapping[str, Any] | None = None,
+    strength_param: str | None = None,
+    relative: bool = True,
+    num_queries: int = 2000,
+    query_role: str = "query",
+    cache: ResultCache | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Legitimate-user and attacker accuracies (%) for each strength of ``defense_name``.
 
     Args:
@@ -108,8 +132,10 @@ def tradeoff_table(victim: Victim, splits: Mapping[str, ImageSet], defense_name:
         raise ValueError(f"Unknown defense {defense_name!r}. Allowed: {', '.join(DEFENSES)}.")
     param = strength_param or STRENGTH_PARAM[defense_name]
     if param not in DEFENSE_PARAMS[defense_name]:
-        raise ValueError(f"Unknown strength parameter {param!r} for {defense_name!r}. "
-                         f"Allowed: {', '.join(DEFENSE_PARAMS[defense_name])}.")
+        raise ValueError(
+            f"Unknown strength parameter {param!r} for {defense_name!r}. "
+            f"Allowed: {', '.join(DEFENSE_PARAMS[defense_name])}."
+        )
     if query_role not in splits:
         raise ValueError(f"No {query_role!r} split for the attacker's queries.")
     cache = cache if cache is not None else ResultCache()
@@ -126,18 +152,26 @@ def tradeoff_table(victim: Victim, splits: Mapping[str, ImageSet], defense_name:
         for name, cfg in steal_configs.items():
             n = _num_images(cfg, num_queries)
             if n > len(queries):
-                raise ValueError(f"Attack {name!r} needs {n} query images; the {query_role!r} split has "
-                                 f"{len(queries)}.")
-            res = steal(api, queries.subset(torch.arange(n)), cfg, user=f"attacker-{name}", cache=cache,
-                        progress=progress)
+                raise ValueError(
+                    f"Attack {name!r} needs {n} query images; the {query_role!r} split has {len(queries)}."
+                )
+            res = steal(
+                api, queries.subset(torch.arange(n)), cfg, user=f"attacker-{name}", cache=cache, progress=progress
+            )
             row[f"attacker_{name}"] = 100 * evaluate_encoder(res.encoder, dict(splits)).accuracy
         if isinstance(defense, DuplicateDetector):
             row.update(_detector_columns(defense, victim, queries.images[:num_queries]))
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
     table = pd.DataFrame(rows)
-    table.attrs.update({"defense": defense_name, "strength_param": param, "params": {k: v for k, v in params.items()},
-                        "num_queries": num_queries})
+    table.attrs.update(
+        {
+            "defense": defense_name,
+            "strength_param": param,
+            "params": {k: v for k, v in params.items()},
+            "num_queries": num_queries,
+        }
+    )
     return table
 
 
@@ -184,8 +218,9 @@ def plot_tradeoff(table: pd.DataFrame, title: str | None = None) -> Figure:
     ax1.set_ylabel("downstream probe accuracy (%)")
     ax1.legend(fontsize=8)
     for i, col in enumerate(attackers):
-        ax2.plot(table["legit"], table[col], marker="s", color=f"C{i + 1}",
-                 label=col.replace("attacker_", "attacker, "))
+        ax2.plot(
+            table["legit"], table[col], marker="s", color=f"C{i + 1}", label=col.replace("attacker_", "attacker, ")
+        )
         for lx, ay, s in zip(table["legit"], table[col], table["strength"]):
             ax2.annotate(str(s), (lx, ay), fontsize=7, textcoords="offset points", xytext=(3, 3))
     lo = min(table["legit"].min(), *(table[c].min() for c in attackers)) if attackers else table["legit"].min()
@@ -200,18 +235,31 @@ def plot_tradeoff(table: pd.DataFrame, title: str | None = None) -> Figure:
     return fig
 
 
-def attack_configs(losses: Sequence[str], epochs: int, seed: int, views_loss: str | None = None,
-                   views: int = 2, loss_settings: Mapping[str, Mapping[str, Any]] | None = None,
-                   ) -> dict[str, StealConfig]:
+def attack_configs(
+    losses: Sequence[str],
+    epochs: int,
+    seed: int,
+    views_loss: str | None = None,
+    views: int = 2,
+    loss_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, StealConfig]:
     """One plain attack per loss (with its ``loss_settings``, the profile's; default: the loss's own),
     keyed by the loss; with ``views_loss`` also ``<views_loss>_views``, which sends every image as
     ``views`` augmented views."""
     settings = loss_settings or {}
-    attacks = {loss: StealConfig(loss=loss, loss_params=dict(settings.get(loss, {})), epochs=epochs, seed=seed)
-               for loss in losses}
+    attacks = {
+        loss: StealConfig(loss=loss, loss_params=dict(settings.get(loss, {})), epochs=epochs, seed=seed)
+        for loss in losses
+    }
     if views_loss is not None:
-        attacks[f"{views_loss}_views"] = StealConfig(loss=views_loss, loss_params=dict(settings.get(views_loss, {})),
-                                                     epochs=epochs, augment="views", views=views, seed=seed)
+        attacks[f"{views_loss}_views"] = StealConfig(
+            loss=views_loss,
+            loss_params=dict(settings.get(views_loss, {})),
+            epochs=epochs,
+            augment="views",
+            views=views,
+            seed=seed,
+        )
     return attacks
 
 
@@ -237,7 +285,8 @@ def headline(noise: pd.DataFrame, defense_losses: Sequence[str]) -> dict[str, fl
     strong = noise.loc[noise["strength"].idxmax()]
     return {
         "ref_std": float(noise.attrs.get("params", {}).get("reference_std", float("nan"))),
-        "legit_clean": float(clean["legit"]), "legit_strong": float(strong["legit"]),
+        "legit_clean": float(clean["legit"]),
+        "legit_strong": float(strong["legit"]),
         "attacker_clean": max(float(clean[f"attacker_{loss}"]) for loss in defense_losses),
         "attacker_strong": max(float(strong[f"attacker_{loss}"]) for loss in defense_losses),
         "max_strength": float(strong["strength"]),

@@ -10,9 +10,9 @@ from torch import nn
 
 from encsteal.data import role_splits
 from encsteal.data.imageset import ImageSet
-from encsteal.params import Params, probe_sizes
 from encsteal.fidelity import linear_cka, mean_cosine_similarity
-from encsteal.probe import DEFAULT_CS, FittedProbe, extract_features, fit_probe, few_label_indices, knn_accuracy
+from encsteal.params import Params, probe_sizes
+from encsteal.probe import DEFAULT_CS, FittedProbe, extract_features, few_label_indices, fit_probe, knn_accuracy
 
 ROLES = ("probe_train", "probe_val", "probe_test")
 
@@ -30,8 +30,14 @@ class Downstream:
     Cs: tuple[float, ...]
 
 
-def prepare_downstream(name: str, victim: nn.Module, sizes: Mapping[str, int], per_class: int = 10,
-                       seed: int = 0, Cs: tuple[float, ...] = DEFAULT_CS) -> Downstream:
+def prepare_downstream(
+    name: str,
+    victim: nn.Module,
+    sizes: Mapping[str, int],
+    per_class: int = 10,
+    seed: int = 0,
+    Cs: tuple[float, ...] = DEFAULT_CS,
+) -> Downstream:
     """Split data set ``name`` into probe roles and compute the victim's features and probe once.
 
     ``sizes`` may also hold ``victim`` (and ``query``): pass the same sizes and seed as the
@@ -40,8 +46,9 @@ def prepare_downstream(name: str, victim: nn.Module, sizes: Mapping[str, int], p
     """
     splits = {r: s for r, s in role_splits(name, dict(sizes), seed=seed).items() if r in ROLES}
     feats = {r: extract_features(victim, splits[r]) for r in ROLES}
-    probe = fit_probe(feats["probe_train"], splits["probe_train"].labels, feats["probe_val"],
-                      splits["probe_val"].labels, Cs)
+    probe = fit_probe(
+        feats["probe_train"], splits["probe_train"].labels, feats["probe_val"], splits["probe_val"].labels, Cs
+    )
     return Downstream(name, splits, feats, probe, per_class, seed, Cs)
 
 
@@ -70,11 +77,21 @@ def evaluate(encoder: nn.Module | None, task: Downstream) -> dict[str, float]:
     }
 
 
-def downstream_tasks(p: Params, victim: nn.Module, names: Sequence[str], own_dataset: str | None = None,
-                     victim_images: int = 0) -> list[Downstream]:
+def downstream_tasks(
+    p: Params, victim: nn.Module, names: Sequence[str], own_dataset: str | None = None, victim_images: int = 0
+) -> list[Downstream]:
     """The chapter's downstream tasks with the victim's side computed once. On ``own_dataset`` (the
     victim's training set) the probe splits are drawn after the victim's ``victim_images`` training
     images, so they never overlap them."""
     sizes = probe_sizes(p)
-    return [prepare_downstream(name, victim, {"victim": victim_images, **sizes} if name == own_dataset else sizes,
-                               p.few_label_per_class, p.seed, tuple(p.probe_cs)) for name in names]
+    return [
+        prepare_downstream(
+            name,
+            victim,
+            {"victim": victim_images, **sizes} if name == own_dataset else sizes,
+            p.few_label_per_class,
+            p.seed,
+            tuple(p.probe_cs),
+        )
+        for name in names
+    ]

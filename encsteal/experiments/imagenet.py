@@ -39,27 +39,35 @@ PAPER_VICTIM = "victim"
 COPY_CHANNELS, COPY_SIZE = 3, 32
 """The stolen copy's input: the quick CNN on RGB images at 32 px."""
 
-PAPER_COLUMNS: dict[str, str] = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10", "svhn": "SVHN",
-                                 "fmnist": "F-MNIST"}
+PAPER_COLUMNS: dict[str, str] = {
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+    "stl10": "STL10",
+    "svhn": "SVHN",
+    "fmnist": "F-MNIST",
+}
 """Our data set names and the paper's column names for the same sets (the comparison's shared columns)."""
 
 NOT_AVAILABLE = "n/a"
 """What :func:`side_by_side` shows where one table has no such downstream set (never NaN)."""
 
 
-def downstream_tasks(victim: nn.Module, names: Sequence[str], sizes: Mapping[str, int], per_class: int, seed: int,
-                     Cs: Sequence[float]) -> list[Downstream]:
+def downstream_tasks(
+    victim: nn.Module, names: Sequence[str], sizes: Mapping[str, int], per_class: int, seed: int, Cs: Sequence[float]
+) -> list[Downstream]:
     """One :class:`Downstream` per data set in ``names``, with the victim's features and probe."""
     return [prepare_downstream(name, victim, sizes, per_class, seed, tuple(Cs)) for name in names]
 
 
-def query_pools(names: Sequence[str], sizes: Mapping[str, int], budgets: Sequence[int],
-                seed: int) -> dict[str, ImageSet]:
+def query_pools(
+    names: Sequence[str], sizes: Mapping[str, int], budgets: Sequence[int], seed: int
+) -> dict[str, ImageSet]:
     """Each query set's ``max(budgets)`` query images, disjoint from its probe splits (same
     ``sizes`` and ``seed`` as :func:`downstream_tasks`), adapted to the copy's input."""
     split = {**sizes, "query": max(budgets)}
-    return {name: adapt_imageset(role_splits(name, split, seed=seed)["query"], COPY_CHANNELS, COPY_SIZE)
-            for name in names}
+    return {
+        name: adapt_imageset(role_splits(name, split, seed=seed)["query"], COPY_CHANNELS, COPY_SIZE) for name in names
+    }
 
 
 def reference_encoders(seed: int) -> dict[str, nn.Module | None]:
@@ -74,14 +82,20 @@ def pixel_row(task: Downstream) -> dict[str, float | str]:
     pixels = {r: pixel_features(task.splits[r]) for r in task.splits}
     few = probe_features(pixels, task.splits, per_class=task.per_class, Cs=task.Cs)
     full = probe_features(pixels, task.splits, Cs=task.Cs)
-    return {"model": PIXELS, "downstream": task.name, "probe": 100 * full.accuracy, "knn": 100 * full.knn_accuracy,
-            "few_label": 100 * few.accuracy}
+    return {
+        "model": PIXELS,
+        "downstream": task.name,
+        "probe": 100 * full.accuracy,
+        "knn": 100 * full.knn_accuracy,
+        "few_label": 100 * few.accuracy,
+    }
 
 
 def baselines(tasks: Sequence[Downstream], references: Mapping[str, nn.Module | None]) -> pd.DataFrame:
     """One row per (reference encoder, task), then the raw-pixel rows (:func:`pixel_row`)."""
-    rows = [{"model": name, "downstream": t.name, **evaluate(enc, t)} for name, enc in references.items()
-            for t in tasks]
+    rows = [
+        {"model": name, "downstream": t.name, **evaluate(enc, t)} for name, enc in references.items() for t in tasks
+    ]
     return pd.DataFrame(rows + [pixel_row(t) for t in tasks])
 
 
@@ -96,16 +110,33 @@ def model_label(query_set: str, budget: int, loss: str) -> str:
     return f"stolen, {budget} {query_set} queries ({loss})"
 
 
-def steal_grid(api: EncoderAPI, pools: Mapping[str, ImageSet], tasks: Sequence[Downstream], budgets: Sequence[int],
-               losses: Sequence[str], seed: int, epochs: int, device: str = "auto",
-               loss_settings: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+def steal_grid(
+    api: EncoderAPI,
+    pools: Mapping[str, ImageSet],
+    tasks: Sequence[Downstream],
+    budgets: Sequence[int],
+    losses: Sequence[str],
+    seed: int,
+    epochs: int,
+    device: str = "auto",
+    loss_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
     """Steal with every (query set, budget, loss), in that order, and evaluate each copy on every
     task: one row per (copy, task), labelled by :func:`model_label` in ``model``."""
     jobs = [(qs, budget, loss) for qs in pools for budget in budgets for loss in losses]
     rows: list[dict] = []
     for qs, budget, loss in jobs:
-        found = steal_and_evaluate(api, pools[qs], loss, budget, seed, epochs, tasks, device=device,
-                                   loss_params=(loss_settings or {}).get(loss))
+        found = steal_and_evaluate(
+            api,
+            pools[qs],
+            loss,
+            budget,
+            seed,
+            epochs,
+            tasks,
+            device=device,
+            loss_params=(loss_settings or {}).get(loss),
+        )
         rows += [{**row, "model": model_label(qs, budget, loss)} for row in found]
     return pd.DataFrame(rows)
 
@@ -123,15 +154,22 @@ def relative_to_victim(table: pd.DataFrame, victim: str) -> pd.DataFrame:
     return 100 * table / table.loc[victim]
 
 
-def side_by_side(paper: pd.DataFrame, ours: pd.DataFrame, paper_victim: str = PAPER_VICTIM,
-                 ours_victim: str = VICTIM, decimals: int = 1) -> pd.DataFrame:
+def side_by_side(
+    paper: pd.DataFrame,
+    ours: pd.DataFrame,
+    paper_victim: str = PAPER_VICTIM,
+    ours_victim: str = VICTIM,
+    decimals: int = 1,
+) -> pd.DataFrame:
     """The paper's table and ours, each as % of its own victim, stacked under two row keys.
 
     Our columns take the paper's names where the data set is the same (:data:`PAPER_COLUMNS`), so a
     shared set is one column; a cell for a set only one side evaluated reads :data:`NOT_AVAILABLE`.
     """
-    rel = {"paper (% of victim)": relative_to_victim(paper, paper_victim),
-           "ours (% of victim)": relative_to_victim(ours, ours_victim).rename(columns=PAPER_COLUMNS)}
+    rel = {
+        "paper (% of victim)": relative_to_victim(paper, paper_victim),
+        "ours (% of victim)": relative_to_victim(ours, ours_victim).rename(columns=PAPER_COLUMNS),
+    }
     table = pd.concat(rel).round(decimals)
     return table.astype(object).where(table.notna(), NOT_AVAILABLE)
 
@@ -147,13 +185,13 @@ def baseline_value(base: pd.DataFrame, model: str, task: str, metric: str = "pro
 def stolen_mean(grid: pd.DataFrame, query_set: str, task: str, budget: int, metric: str = "probe") -> float:
     """Mean ``metric`` over the losses of the copies stolen with ``budget`` ``query_set`` queries,
     on ``task`` (NaN if the grid has no such copy)."""
-    found = grid.loc[(grid["query_set"] == query_set) & (grid["downstream"] == task) & (grid["budget"] == budget),
-                     metric]
+    found = grid.loc[
+        (grid["query_set"] == query_set) & (grid["downstream"] == task) & (grid["budget"] == budget), metric
+    ]
     return float(found.mean()) if len(found) else math.nan
 
 
-def headline(base: pd.DataFrame, grid: pd.DataFrame, task: str, in_distribution: str,
-             other: str) -> dict[str, float]:
+def headline(base: pd.DataFrame, grid: pd.DataFrame, task: str, in_distribution: str, other: str) -> dict[str, float]:
     """The numbers the chapter's prose quotes, on the downstream set ``task``.
 
     ``victim_rgb`` / ``pixels_rgb`` / ``random_rgb``: the baselines' probe accuracies (%);
@@ -166,10 +204,15 @@ def headline(base: pd.DataFrame, grid: pd.DataFrame, task: str, in_distribution:
     budget = int(grid["budget"].max())
     victim = baseline_value(base, VICTIM, task)
     stolen_id = stolen_mean(grid, in_distribution, task, budget)
-    return {"victim_rgb": victim, "pixels_rgb": baseline_value(base, PIXELS, task),
-            "random_rgb": baseline_value(base, RANDOM, task), "stolen_rgb_id": stolen_id,
-            "stolen_rgb_other": stolen_mean(grid, other, task, budget), "max_budget": float(budget),
-            "ratio_rgb_id": 100 * stolen_id / victim}
+    return {
+        "victim_rgb": victim,
+        "pixels_rgb": baseline_value(base, PIXELS, task),
+        "random_rgb": baseline_value(base, RANDOM, task),
+        "stolen_rgb_id": stolen_id,
+        "stolen_rgb_other": stolen_mean(grid, other, task, budget),
+        "max_budget": float(budget),
+        "ratio_rgb_id": 100 * stolen_id / victim,
+    }
 
 
 def plot_budget_curves(base: pd.DataFrame, grid: pd.DataFrame, tasks: Sequence[str] | None = None) -> Figure:

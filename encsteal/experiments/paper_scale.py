@@ -63,8 +63,9 @@ def load_experiments(path: str | os.PathLike, tiny: bool = False) -> dict:
     """The ``experiments`` section of a profile YAML (with its ``tiny`` overlay if ``tiny``)."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if "experiments" not in raw:
-        raise ValueError(f"{path} has no 'experiments' section: the full-profile pipeline reads it "
-                         "(see params/full.yaml).")
+        raise ValueError(
+            f"{path} has no 'experiments' section: the full-profile pipeline reads it (see params/full.yaml)."
+        )
     exp = raw["experiments"]
     if tiny:
         if "tiny" not in raw:
@@ -94,7 +95,8 @@ def validate(exp: dict) -> None:
 
 
 def steal_config(chapter: dict, loss: str, seed: int) -> StealConfig:
-    """The CIFAR chapter's StealConfig for ``loss``: common settings + that loss's (NOTES 5.2)."""
+    """The CIFAR chapter's StealConfig for ``loss``: common settings + that loss's
+    (book/paper_setup.md#setup-stealing-cifar)."""
     return StealConfig(**{**chapter["steal"], **chapter["losses"][loss], "loss": loss, "seed": seed})
 
 
@@ -124,13 +126,17 @@ def chapter_needs(exp: dict, chapters: tuple[str, ...]) -> set[tuple[str, str]]:
     return needs
 
 
-
 # ---------------------------------------------------------------------------- chapters
 
 
 def _steal_record(res) -> dict:
-    return {"queries": res.queries, "seconds": res.seconds, "images_per_second": res.images_per_second,
-            "final_loss": res.loss_curve[-1] if res.loss_curve else None, "from_cache": res.from_cache}
+    return {
+        "queries": res.queries,
+        "seconds": res.seconds,
+        "images_per_second": res.images_per_second,
+        "final_loss": res.loss_curve[-1] if res.loss_curve else None,
+        "from_cache": res.from_cache,
+    }
 
 
 def run_cifar(spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache, seed: int, progress: bool) -> dict:
@@ -141,8 +147,10 @@ def run_cifar(spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache, se
     if vcfg.num_train > len(train):
         raise ValueError(f"victim.num_train={vcfg.num_train} but {vcfg.dataset} train has {len(train)} images.")
     picked = draw_disjoint(len(train), {"victim": vcfg.num_train}, vcfg.split_seed)["victim"]
-    log(f"victim: SimCLR {vcfg.arch} on {vcfg.dataset} ({vcfg.num_train} images, {vcfg.epochs} epochs, "
-        f"batch {vcfg.batch_size})")
+    log(
+        f"victim: SimCLR {vcfg.arch} on {vcfg.dataset} ({vcfg.num_train} images, {vcfg.epochs} epochs, "
+        f"batch {vcfg.batch_size})"
+    )
     victim = train_victim(vcfg, cache, progress=progress, options=opts, data=train.subset(picked))
     record: dict[str, Any] = {"victim": {k: v for k, v in victim.record.items() if k != "loss_curve"}, "steals": {}}
     api = EncoderAPI(victim.encoder, victim.head, device=dev)
@@ -153,10 +161,13 @@ def run_cifar(spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache, se
         for loss in spec["run_losses"]:
             cfg = steal_config(spec, loss, seed)
             labels = queries.labels if LOSSES[loss].needs_labels else None
-            log(f"steal {qname} ({len(queries)} queries) with {loss}: batch {cfg.batch_size}, "
-                f"{cfg.optimizer} lr {cfg.lr}, {cfg.epochs} epochs")
-            res = steal(api, queries, cfg, query_labels=labels, input_size=size, cache=cache, progress=progress,
-                        options=opts)
+            log(
+                f"steal {qname} ({len(queries)} queries) with {loss}: batch {cfg.batch_size}, "
+                f"{cfg.optimizer} lr {cfg.lr}, {cfg.epochs} epochs"
+            )
+            res = steal(
+                api, queries, cfg, query_labels=labels, input_size=size, cache=cache, progress=progress, options=opts
+            )
             encoders[f"{qname}/{loss}"] = res.encoder
             record["steals"][f"{qname}/{loss}"] = _steal_record(res)
     api.encoder.cpu()
@@ -164,8 +175,9 @@ def run_cifar(spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache, se
     return record
 
 
-def run_imagenet(spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache, seed: int, progress: bool,
-                 download_weights: bool) -> dict:
+def run_imagenet(
+    spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache, seed: int, progress: bool, download_weights: bool
+) -> dict:
     """The ImageNet table: SimSiam ResNet-50 victim, InfoNCE stealing from 50K/250K queries, probes at 224 px."""
     dev = prepare_device(opts)
     v = spec["victim"]
@@ -177,16 +189,20 @@ def run_imagenet(spec: dict, hub: DataHub, opts: RunOptions, cache: ResultCache,
     size = int(spec.get("image_size", 224))
     victim.input_size = size
     api = EncoderAPI(victim, device=dev, batch_size=int(spec.get("api_batch_size", 512)))
-    record: dict[str, Any] = {"victim": {"checkpoint": str(path or simsiam.default_path()), "url": simsiam.SIMSIAM_URL},
-                              "steals": {}}
+    record: dict[str, Any] = {
+        "victim": {"checkpoint": str(path or simsiam.default_path()), "url": simsiam.SIMSIAM_URL},
+        "steals": {},
+    }
     encoders: dict[str, nn.Module] = {"victim": victim}
     cfg = StealConfig(**{**spec["steal"], "seed": seed})
     for qname, qspec in spec["queries"].items():
         queries = hub.query_set(qspec)
         classes = len(torch.unique(queries.labels)) if len(queries) else 0
-        log(f"steal with {qname}: {len(queries)} queries from {qspec['dataset']} "
+        log(
+            f"steal with {qname}: {len(queries)} queries from {qspec['dataset']} "
             f"{'+'.join(qspec.get('splits') or [qspec.get('split', 'train')])} ({classes} classes), {cfg.loss}, "
-            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, {cfg.epochs} epochs at {size} px")
+            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, {cfg.epochs} epochs at {size} px"
+        )
         res = steal(api, queries, cfg, input_size=size, cache=cache, progress=progress, options=opts)
         encoders[qname] = res.encoder
         record["steals"][qname] = {**_steal_record(res), "classes_in_queries": classes}
@@ -204,8 +220,11 @@ def results_table(results: dict) -> pd.DataFrame:
     rows = []
     for ch, rec in results.items():
         for enc, probes in rec.get("probes", {}).items():
-            rows.append({"chapter": ch, "encoder": enc} | {p: 100 * r["accuracy"] for p, r in probes.items()}
-                        | {"queries": rec.get("steals", {}).get(enc, {}).get("queries")})
+            rows.append(
+                {"chapter": ch, "encoder": enc}
+                | {p: 100 * r["accuracy"] for p, r in probes.items()}
+                | {"queries": rec.get("steals", {}).get(enc, {}).get("queries")}
+            )
     table = pd.DataFrame(rows, columns=None if rows else ["chapter", "encoder", "queries"])
     table = table.set_index(["chapter", "encoder"])
     table = table[[c for c in table.columns if c != "queries"] + ["queries"]]
@@ -226,15 +245,23 @@ def summary_table(results: dict) -> str:
 # ---------------------------------------------------------------------------- runs
 
 
-def run(exp: dict, chapters: tuple[str, ...] = CHAPTERS, progress: bool = True, download: bool = False,
-        download_weights: bool = False, prepare_only: bool = False) -> dict:
+def run(
+    exp: dict,
+    chapters: tuple[str, ...] = CHAPTERS,
+    progress: bool = True,
+    download: bool = False,
+    download_weights: bool = False,
+    prepare_only: bool = False,
+) -> dict:
     """Run the chosen chapters of ``exp`` (the YAML's ``experiments``); returns the results."""
     info = distributed.init_from_env()
     seed = int(exp.get("seed", 0))
     opts = RunOptions(**exp.get("runtime", {}))
     dev = prepare_device(opts)
-    log(f"{info.world_size} process(es), device {dev}, bf16 autocast {'on' if opts.amp else 'off'}, "
-        f"channels_last {opts.channels_last}, loader {opts.loader} ({opts.num_workers} workers)")
+    log(
+        f"{info.world_size} process(es), device {dev}, bf16 autocast {'on' if opts.amp else 'off'}, "
+        f"channels_last {opts.channels_last}, loader {opts.loader} ({opts.num_workers} workers)"
+    )
     hub = DataHub(exp.get("data_root"), download, exp.get("cache"), seed)
     hub.require(chapter_needs(exp, chapters))
     cache = ResultCache(exp.get("cache"))

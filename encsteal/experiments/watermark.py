@@ -28,16 +28,28 @@ from encsteal.probe import evaluate_encoder
 from encsteal.victims import Victim, VictimConfig, build_victim_modules, train_victim
 from encsteal.watermark import TASKS, WatermarkedVictim, WatermarkScore, ownership_test, watermark_accuracy
 
-ROLE_COLORS: dict[str, str] = {"victim": "#c44e52", "stolen": "#dd8452", "reference": "#4c72b0",
-                               "same lineage": "#8172b3", "other data": "#55a868",
-                               "stolen from independent": "#64b5cd", "random": "#999999"}
+ROLE_COLORS: dict[str, str] = {
+    "victim": "#c44e52",
+    "stolen": "#dd8452",
+    "reference": "#4c72b0",
+    "same lineage": "#8172b3",
+    "other data": "#55a868",
+    "stolen from independent": "#64b5cd",
+    "random": "#999999",
+}
 """Bar colour of each row role in :func:`plot_transferability`."""
 
 
-def transferability_table(watermarked: WatermarkedVictim, suspects: Mapping[str, tuple[str, nn.Module]],
-                          references: Mapping[str, nn.Module], images: ImageSet | torch.Tensor,
-                          alpha: float = 0.05, method: str = "prediction", seed: int = 0,
-                          probe_splits: Mapping[str, ImageSet] | None = None) -> pd.DataFrame:
+def transferability_table(
+    watermarked: WatermarkedVictim,
+    suspects: Mapping[str, tuple[str, nn.Module]],
+    references: Mapping[str, nn.Module],
+    images: ImageSet | torch.Tensor,
+    alpha: float = 0.05,
+    method: str = "prediction",
+    seed: int = 0,
+    probe_splits: Mapping[str, ImageSet] | None = None,
+) -> pd.DataFrame:
     """One row per model: role, watermark accuracy (%), Wilson 95% interval, p-value, the
     threshold (%) and the decision of :func:`ownership_test` against ``references``.
 
@@ -46,14 +58,20 @@ def transferability_table(watermarked: WatermarkedVictim, suspects: Mapping[str,
     (the downstream usefulness, and for the victim the watermark's cost) is added.
     """
     task = watermarked.config.task
-    ref_scores = {name: watermark_accuracy(enc, watermarked.mlp, images, task, seed)
-                  for name, enc in references.items()}
+    ref_scores = {
+        name: watermark_accuracy(enc, watermarked.mlp, images, task, seed) for name, enc in references.items()
+    }
     ref_acc = [s.accuracy for s in ref_scores.values()]
     rows = []
 
     def row(name: str, role: str, encoder: nn.Module, score: WatermarkScore, others: list[float], against: str):
-        r: dict[str, Any] = {"model": name, "role": role, "watermark_acc": 100 * score.accuracy,
-                             "ci_low": 100 * score.ci_low, "ci_high": 100 * score.ci_high}
+        r: dict[str, Any] = {
+            "model": name,
+            "role": role,
+            "watermark_acc": 100 * score.accuracy,
+            "ci_low": 100 * score.ci_low,
+            "ci_high": 100 * score.ci_high,
+        }
         if len(others) >= 2:
             d = ownership_test(score.accuracy, others, alpha, method, score.n)
             r |= {"p_value": d.p_value, "threshold": 100 * d.threshold, "stolen": d.stolen}
@@ -65,21 +83,37 @@ def transferability_table(watermarked: WatermarkedVictim, suspects: Mapping[str,
         rows.append(r)
 
     for name, (role, encoder) in suspects.items():
-        row(name, role, encoder, watermark_accuracy(encoder, watermarked.mlp, images, task, seed), ref_acc,
-            f"{len(ref_acc)} references")
+        row(
+            name,
+            role,
+            encoder,
+            watermark_accuracy(encoder, watermarked.mlp, images, task, seed),
+            ref_acc,
+            f"{len(ref_acc)} references",
+        )
     for name, encoder in references.items():
         others = [s.accuracy for k, s in ref_scores.items() if k != name]
         row(name, "reference", encoder, ref_scores[name], others, f"{len(others)} other references")
     return pd.DataFrame(rows).set_index("model")
 
 
-def build_transferability(watermarked: WatermarkedVictim, splits: Mapping[str, ImageSet],
-                          steal_configs: Mapping[str, Any], budgets: Sequence[int] = (500, 2000),
-                          reference_seeds: Sequence[int] = (1, 2, 3), reference_epochs: int | None = None,
-                          other_data: Sequence[VictimConfig] = (), original: Victim | None = None,
-                          control_steal: str | None = None, eval_role: str = "probe_test", alpha: float = 0.05,
-                          method: str = "prediction", probe: bool = True, cache: ResultCache | None = None,
-                          progress: bool = False) -> pd.DataFrame:
+def build_transferability(
+    watermarked: WatermarkedVictim,
+    splits: Mapping[str, ImageSet],
+    steal_configs: Mapping[str, Any],
+    budgets: Sequence[int] = (500, 2000),
+    reference_seeds: Sequence[int] = (1, 2, 3),
+    reference_epochs: int | None = None,
+    other_data: Sequence[VictimConfig] = (),
+    original: Victim | None = None,
+    control_steal: str | None = None,
+    eval_role: str = "probe_test",
+    alpha: float = 0.05,
+    method: str = "prediction",
+    probe: bool = True,
+    cache: ResultCache | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Train/load everything and build the transferability table.
 
     Rows: the watermarked victim; stolen copies of it (each of ``steal_configs`` x ``budgets``
@@ -101,8 +135,9 @@ def build_transferability(watermarked: WatermarkedVictim, splits: Mapping[str, I
         for b in budgets:
             if b > len(queries):
                 raise ValueError(f"Budget {b} exceeds the {len(queries)} query images.")
-            res = steal(api, queries.subset(torch.arange(b)), cfg, user=f"attacker-{loss}-{b}", cache=cache,
-                        progress=progress)
+            res = steal(
+                api, queries.subset(torch.arange(b)), cfg, user=f"attacker-{loss}-{b}", cache=cache, progress=progress
+            )
             suspects[f"stolen {loss}, {b} queries"] = ("stolen", res.encoder)
     references: dict[str, nn.Module] = {}
     ref_victims = []
@@ -117,16 +152,20 @@ def build_transferability(watermarked: WatermarkedVictim, splits: Mapping[str, I
     if control_steal is not None and ref_victims:
         ref_api = EncoderAPI(ref_victims[0].encoder, ref_victims[0].head)
         b = max(budgets)
-        res = steal(ref_api, queries.subset(torch.arange(b)), steal_configs[control_steal], cache=cache,
-                    progress=progress)
+        res = steal(
+            ref_api, queries.subset(torch.arange(b)), steal_configs[control_steal], cache=cache, progress=progress
+        )
         suspects[f"stolen {control_steal} from independent seed {reference_seeds[0]}, {b} queries"] = (
-            "stolen from independent", res.encoder)
+            "stolen from independent",
+            res.encoder,
+        )
     torch.manual_seed(base.seed + 1000)
     c, h, _ = splits[eval_role].shape
     random_encoder, _ = build_victim_modules(base, c, h, 10)
     suspects["random init"] = ("random", random_encoder.eval())
-    return transferability_table(watermarked, suspects, references, splits[eval_role], alpha, method,
-                                 probe_splits=splits if probe else None)
+    return transferability_table(
+        watermarked, suspects, references, splits[eval_role], alpha, method, probe_splits=splits if probe else None
+    )
 
 
 def victim_row(table: pd.DataFrame) -> pd.Series:
@@ -172,8 +211,9 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
     order = table.sort_values("watermark_acc")
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(table) + 1))
     errors = [order["watermark_acc"] - order["ci_low"], order["ci_high"] - order["watermark_acc"]]
-    ax.barh(order.index, order["watermark_acc"], xerr=errors,
-            color=[ROLE_COLORS.get(r, "#999999") for r in order["role"]])
+    ax.barh(
+        order.index, order["watermark_acc"], xerr=errors, color=[ROLE_COLORS.get(r, "#999999") for r in order["role"]]
+    )
     threshold = decision_threshold(table)
     if not math.isnan(threshold):
         ax.axvline(threshold, color="k", ls="--", lw=1, label=f"decision threshold ({threshold:.1f} %)")

@@ -19,8 +19,11 @@ class SmallConvNet(nn.Module):
         layers: list[nn.Module] = []
         prev = in_channels
         for width in widths:
-            layers += [nn.Conv2d(prev, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(prev, width, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             prev = width
         self.features = nn.Sequential(*layers)
         self.in_channels = in_channels

@@ -110,5 +110,4 @@ def torchvision_resnet50(in_channels: int = 3) -> ImageNetResNet50:
     return ImageNetResNet50(in_channels)
 
 
-__all__ = ["BasicBlock", "CifarResNet", "ImageNetResNet50", "cifar_resnet18", "cifar_resnet34",
-           "torchvision_resnet50"]
+__all__ = ["BasicBlock", "CifarResNet", "ImageNetResNet50", "cifar_resnet18", "cifar_resnet34", "torchvision_resnet50"]

@@ -8,9 +8,7 @@ Real md5 checksums cannot match tiny files, so the CIFAR/SVHN/STL10 tests replac
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import struct
 from pathlib import Path
 
@@ -78,13 +76,15 @@ def _write_cifar10(root: Path, rng: np.random.Generator):
         )
     _py2_pickle(
         folder / "test_batch",
-        {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in test_y],
-         b"data": test_x.reshape(-1, 3072), b"filenames": [b"t.png"] * 4},
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [int(v) for v in test_y],
+            b"data": test_x.reshape(-1, 3072),
+            b"filenames": [b"t.png"] * 4,
+        },
     )
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
-             b"dog", b"frog", b"horse", b"ship", b"truck"]
-    _py2_pickle(folder / "batches.meta",
-                {b"num_cases_per_batch": 10000, b"label_names": names, b"num_vis": 3072})
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    _py2_pickle(folder / "batches.meta", {b"num_cases_per_batch": 10000, b"label_names": names, b"num_vis": 3072})
     classes = [n.decode() for n in names]
     return (train_x, train_y), (test_x, test_y), classes
 
@@ -97,9 +97,13 @@ def _write_cifar100(root: Path, rng: np.random.Generator):
     for fname, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         _py2_pickle(
             folder / fname,
-            {b"filenames": [b"f.png"] * len(y), b"batch_label": fname.encode(),
-             b"fine_labels": [int(v) for v in y], b"coarse_labels": [int(v) // 5 for v in y],
-             b"data": x.reshape(-1, 3072)},
+            {
+                b"filenames": [b"f.png"] * len(y),
+                b"batch_label": fname.encode(),
+                b"fine_labels": [int(v) for v in y],
+                b"coarse_labels": [int(v) // 5 for v in y],
+                b"data": x.reshape(-1, 3072),
+            },
         )
     fine = [f"fine_{i:02d}".encode() for i in range(100)]
     coarse = [f"coarse_{i:02d}".encode() for i in range(20)]
@@ -147,8 +151,7 @@ def _write_fmnist(root: Path, rng: np.random.Generator):
     for prefix, n in (("train", 5), ("t10k", 3)):
         x = _images(rng, n, 1, 28, 28)[:, 0]
         y = np.arange(n, dtype=np.uint8) * 2 % 10
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 2051, n, 28, 28) + x.tobytes())
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + x.tobytes())
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + y.tobytes())
         out[prefix] = (x[:, None], y)
     return out["train"], out["t10k"]
@@ -185,8 +188,7 @@ def _write_imagenet(root: Path) -> dict[str, tuple[int, int]]:
             img.save(folder / name, format="JPEG", quality=95)
             written[name] = size
     (root / "imagenet" / "val" / WNIDS[0]).mkdir(parents=True)
-    _halves((20, 20), (0, 0, 0), (0, 0, 0), False).save(
-        root / "imagenet" / "val" / WNIDS[0] / "v.JPEG", format="JPEG")
+    _halves((20, 20), (0, 0, 0), (0, 0, 0), False).save(root / "imagenet" / "val" / WNIDS[0] / "v.JPEG", format="JPEG")
     return written
 
 
@@ -256,8 +258,7 @@ def test_svhn_round_trip(tmp_path: Path, md5_free: None) -> None:
 
 
 def test_stl10_round_trip(tmp_path: Path, md5_free: None) -> None:
-    (train_x, train_y), (test_x, test_y), unl_x, classes = _write_stl10(
-        tmp_path, np.random.default_rng(4))
+    (train_x, train_y), (test_x, test_y), unl_x, classes = _write_stl10(tmp_path, np.random.default_rng(4))
     _assert_set(load_paper_set("stl10", "train", tmp_path), "stl10", train_x, train_y, classes)
     _assert_set(load_paper_set("stl10", "test", tmp_path), "stl10", test_x, test_y, classes)
     unl = load_paper_set("stl10", "unlabeled", tmp_path)
@@ -277,8 +278,7 @@ def test_fmnist_round_trip(tmp_path: Path) -> None:
     ds = load_paper_set("fmnist", "train", tmp_path)
     _assert_set(ds, "fmnist", train_x, train_y, FashionMNIST.classes)
     assert ds.shape == (1, 28, 28)
-    _assert_set(load_paper_set("fmnist", "test", tmp_path), "fmnist", test_x, test_y,
-                FashionMNIST.classes)
+    _assert_set(load_paper_set("fmnist", "test", tmp_path), "fmnist", test_x, test_y, FashionMNIST.classes)
     assert load_paper_set("fmnist", "test", tmp_path, image_size=32).shape == (1, 32, 32)
 
 
@@ -326,8 +326,9 @@ def test_unknown_name(tmp_path: Path, name: str) -> None:
         assert known in str(err.value)
 
 
-@pytest.mark.parametrize(("name", "split"), [("cifar10", "extra"), ("stl10", "train+unlabeled"),
-                                             ("imagenet", "test"), ("svhn", "val")])
+@pytest.mark.parametrize(
+    ("name", "split"), [("cifar10", "extra"), ("stl10", "train+unlabeled"), ("imagenet", "test"), ("svhn", "val")]
+)
 def test_unknown_split(tmp_path: Path, name: str, split: str) -> None:
     with pytest.raises(ValueError) as err:
         load_paper_set(name, split, tmp_path)
@@ -337,8 +338,13 @@ def test_unknown_split(tmp_path: Path, name: str, split: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "folder"),
-    [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
-     ("stl10", "stl10_binary"), ("svhn", "svhn"), ("fmnist", os.path.join("FashionMNIST", "raw"))],
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("cifar100", "cifar-100-python"),
+        ("stl10", "stl10_binary"),
+        ("svhn", "svhn"),
+        ("fmnist", os.path.join("FashionMNIST", "raw")),
+    ],
 )
 def test_missing_data(tmp_path: Path, name: str, folder: str) -> None:
     with pytest.raises(FileNotFoundError) as err:

@@ -3,16 +3,19 @@
 import pytest
 import torch
 
-from encsteal.data import DATASETS, load
-from encsteal.data import quick
+from encsteal.data import DATASETS, load, quick
 from encsteal.data.quick import build_mnistm
 
 
 @pytest.mark.parametrize(
     "name, shape, n_train, n_test, classes",
-    [("fmnist", (1, 28, 28), 60000, 10000, 10), ("mnist5k", (1, 28, 28), 4000, 1000, 10),
-     ("digits", (1, 8, 8), 1438, 359, 10), ("mnistm", (3, 32, 32), 4000, 1000, 10),
-     ("photocrops", (3, 32, 32), 3300, 1100, 11)],
+    [
+        ("fmnist", (1, 28, 28), 60000, 10000, 10),
+        ("mnist5k", (1, 28, 28), 4000, 1000, 10),
+        ("digits", (1, 8, 8), 1438, 359, 10),
+        ("mnistm", (3, 32, 32), 4000, 1000, 10),
+        ("photocrops", (3, 32, 32), 3300, 1100, 11),
+    ],
 )
 def test_quick_set_shapes_and_labels(name, shape, n_train, n_test, classes):
     train, test = load(name, "train"), load(name, "test")
@@ -58,4 +61,5 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         quick.prepare_fashion_mnist(tmp_path / "root", download=False)
     assert not (tmp_path / "root" / "FashionMNIST" / "raw").exists() or not any(
-        (tmp_path / "root" / "FashionMNIST" / "raw").iterdir())
+        (tmp_path / "root" / "FashionMNIST" / "raw").iterdir()
+    )

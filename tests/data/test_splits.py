@@ -24,8 +24,9 @@ def test_too_small_and_negative_sizes_raise():
 
 
 def test_role_splits_disjoint_and_query_budget_nested():
-    small = role_splits("mnist5k", {"victim": 1000, "probe_train": 500, "probe_val": 100, "query": 200,
-                                    "probe_test": 300}, seed=1)
+    small = role_splits(
+        "mnist5k", {"victim": 1000, "probe_train": 500, "probe_val": 100, "query": 200, "probe_test": 300}, seed=1
+    )
     big = role_splits("mnist5k", {"victim": 1000, "probe_train": 500, "probe_val": 100, "query": 800}, seed=1)
     key = lambda s: {bytes(i.numpy()) for i in s.images}  # noqa: E731
     assert not key(small["victim"]) & key(small["query"])

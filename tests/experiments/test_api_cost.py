@@ -14,8 +14,16 @@ def _leak():
     for i, api in enumerate(APIS):
         for budget in (100, 200):
             for task in ("fmnist", "mnistm"):
-                rows.append({"API": api, "budget": budget, "queries_paid": budget, "downstream": task,
-                             "attack_seconds": 10.0, "few_label": 10.0 * i + budget / 100 + (task == "mnistm")})
+                rows.append(
+                    {
+                        "API": api,
+                        "budget": budget,
+                        "queries_paid": budget,
+                        "downstream": task,
+                        "attack_seconds": 10.0,
+                        "few_label": 10.0 * i + budget / 100 + (task == "mnistm"),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

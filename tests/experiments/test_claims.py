@@ -7,8 +7,13 @@ from encsteal.experiments import claims
 
 
 def _loss_results(values):
-    return {"means": [{"loss": l, "query_set": "q", "downstream": "d", "few_label": v, "probe": v}
-                      for l, v in values.items()], "budget": 1000, "values": {"victim_probe": 80.0}}
+    return {
+        "means": [
+            {"loss": l, "query_set": "q", "downstream": "d", "few_label": v, "probe": v} for l, v in values.items()
+        ],
+        "budget": 1000,
+        "values": {"victim_probe": 80.0},
+    }
 
 
 def test_losses_verdicts():
@@ -36,16 +41,32 @@ def test_defense_verdict():
 
 
 def test_watermark_verdict():
-    table = pd.DataFrame({"role": ["victim", "stolen", "stolen", "reference", "random"],
-                          "watermark_acc": [95, 80, 75, 55, 50], "stolen": [True, True, False, False, False]})
+    table = pd.DataFrame(
+        {
+            "role": ["victim", "stolen", "stolen", "reference", "random"],
+            "watermark_acc": [95, 80, 75, 55, 50],
+            "stolen": [True, True, False, False, False],
+        }
+    )
     assert claims.judge_watermark(table).verdict == "reproduced"
     table.loc[3, "stolen"] = True
     assert claims.judge_watermark(table).verdict == "not reproduced"
 
 
 def test_leakage_and_cost():
-    r = {"values": {"budget": 2000, "repr_few": 80, "prob_few": 75, "label_few": 70, "train_usd": 10.0,
-                    "steal_usd": 0.5, "breakeven": 5.0, "price_per_1k": 1.0, "cpu_price_per_hour": 0.1}}
+    r = {
+        "values": {
+            "budget": 2000,
+            "repr_few": 80,
+            "prob_few": 75,
+            "label_few": 70,
+            "train_usd": 10.0,
+            "steal_usd": 0.5,
+            "breakeven": 5.0,
+            "price_per_1k": 1.0,
+            "cpu_price_per_hour": 0.1,
+        }
+    }
     assert claims.judge_leakage(r).verdict == "reproduced"
     assert claims.judge_cost(r).verdict == "reproduced"
     r["values"]["steal_usd"] = 20.0

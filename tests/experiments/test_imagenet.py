@@ -12,10 +12,25 @@ from torch import nn
 from encsteal.data.imageset import ImageSet
 from encsteal.experiments import imagenet
 from encsteal.experiments.downstream import ROLES, Downstream, evaluate
-from encsteal.experiments.imagenet import (NOT_AVAILABLE, PIXELS, RANDOM, VICTIM, baseline_table, baseline_value,
-                                           baselines, headline, model_label, plot_budget_curves, probe_table,
-                                           query_pools, reference_encoders, relative_to_victim, side_by_side,
-                                           steal_grid, stolen_mean)
+from encsteal.experiments.imagenet import (
+    NOT_AVAILABLE,
+    PIXELS,
+    RANDOM,
+    VICTIM,
+    baseline_table,
+    baseline_value,
+    baselines,
+    headline,
+    model_label,
+    plot_budget_curves,
+    probe_table,
+    query_pools,
+    reference_encoders,
+    relative_to_victim,
+    side_by_side,
+    steal_grid,
+    stolen_mean,
+)
 from encsteal.probe import extract_features, fit_probe
 
 
@@ -43,8 +58,9 @@ def _imageset(name: str, n: int, seed: int) -> ImageSet:
 def _task(name: str, victim: nn.Module) -> Downstream:
     splits = {r: _imageset(name, 24, i) for i, r in enumerate(ROLES)}
     feats = {r: extract_features(victim, splits[r]) for r in ROLES}
-    probe = fit_probe(feats["probe_train"], splits["probe_train"].labels, feats["probe_val"], splits["probe_val"].labels,
-                      (1.0,))
+    probe = fit_probe(
+        feats["probe_train"], splits["probe_train"].labels, feats["probe_val"], splits["probe_val"].labels, (1.0,)
+    )
     return Downstream(name, splits, feats, probe, per_class=4, seed=0, Cs=(1.0,))
 
 
@@ -79,8 +95,18 @@ def test_query_pools_take_the_largest_budget_at_the_copys_input():
 def _fake_steal(calls):
     def steal_and_evaluate(api, queries, loss, budget, seed, epochs, tasks, device="auto", loss_params=None):
         calls.append((queries.name, budget, loss, loss_params))
-        return [{"loss": loss, "query_set": queries.name, "budget": budget, "seed": seed, "downstream": t,
-                 "probe": float(budget)} for t in tasks]
+        return [
+            {
+                "loss": loss,
+                "query_set": queries.name,
+                "budget": budget,
+                "seed": seed,
+                "downstream": t,
+                "probe": float(budget),
+            }
+            for t in tasks
+        ]
+
     return steal_and_evaluate
 
 
@@ -88,16 +114,34 @@ def test_steal_grid_runs_every_job_in_order_and_labels_each_copy(monkeypatch):
     calls = []
     monkeypatch.setattr(imagenet, "steal_and_evaluate", _fake_steal(calls))
     pools = {"a": _imageset("a", 4, 0), "b": _imageset("b", 4, 1)}
-    grid = steal_grid(None, pools, ["t1", "t2"], [50, 100], ["mse", "infonce"], seed=0, epochs=1,
-                      loss_settings={"infonce": {"temperature": 0.5}})
-    assert calls == [(qs, b, loss, {"temperature": 0.5} if loss == "infonce" else None)
-                     for qs in "ab" for b in (50, 100) for loss in ("mse", "infonce")]
+    grid = steal_grid(
+        None,
+        pools,
+        ["t1", "t2"],
+        [50, 100],
+        ["mse", "infonce"],
+        seed=0,
+        epochs=1,
+        loss_settings={"infonce": {"temperature": 0.5}},
+    )
+    assert calls == [
+        (qs, b, loss, {"temperature": 0.5} if loss == "infonce" else None)
+        for qs in "ab"
+        for b in (50, 100)
+        for loss in ("mse", "infonce")
+    ]
     assert len(grid) == 16 and grid.loc[0, "model"] == "stolen, 50 a queries (mse)" == model_label("a", 50, "mse")
 
 
 def _base() -> pd.DataFrame:
-    rows = [(VICTIM, "digits", 80.0), (VICTIM, "fmnist", 90.0), (RANDOM, "digits", 30.0), (RANDOM, "fmnist", 60.0),
-            (PIXELS, "digits", 40.0), (PIXELS, "fmnist", 70.0)]
+    rows = [
+        (VICTIM, "digits", 80.0),
+        (VICTIM, "fmnist", 90.0),
+        (RANDOM, "digits", 30.0),
+        (RANDOM, "fmnist", 60.0),
+        (PIXELS, "digits", 40.0),
+        (PIXELS, "fmnist", 70.0),
+    ]
     return pd.DataFrame(rows, columns=["model", "downstream", "probe"])
 
 
@@ -107,15 +151,30 @@ def _grid() -> pd.DataFrame:
         for budget, acc in ((50, 50.0), (100, 60.0)):
             for loss, delta in (("mse", -2.0), ("infonce", 2.0)):
                 for task in ("digits", "fmnist"):
-                    rows.append({"query_set": qs, "budget": budget, "loss": loss, "downstream": task,
-                                 "probe": acc + offset + delta, "model": model_label(qs, budget, loss)})
+                    rows.append(
+                        {
+                            "query_set": qs,
+                            "budget": budget,
+                            "loss": loss,
+                            "downstream": task,
+                            "probe": acc + offset + delta,
+                            "model": model_label(qs, budget, loss),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def test_headline_uses_the_largest_budget_and_averages_the_losses():
     values = headline(_base(), _grid(), task="digits", in_distribution="digits", other="fmnist")
-    assert values == {"victim_rgb": 80.0, "pixels_rgb": 40.0, "random_rgb": 30.0, "stolen_rgb_id": 60.0,
-                      "stolen_rgb_other": 40.0, "max_budget": 100.0, "ratio_rgb_id": 75.0}
+    assert values == {
+        "victim_rgb": 80.0,
+        "pixels_rgb": 40.0,
+        "random_rgb": 30.0,
+        "stolen_rgb_id": 60.0,
+        "stolen_rgb_other": 40.0,
+        "max_budget": 100.0,
+        "ratio_rgb_id": 75.0,
+    }
     assert math.isnan(stolen_mean(_grid(), "svhn", "digits", 100))  # a query set the grid never ran
     with pytest.raises(ValueError, match="at least one stolen copy"):
         headline(_base(), _grid().iloc[:0], "digits", "digits", "fmnist")

@@ -14,14 +14,31 @@ def _grid():
             for task in ("fmnist", "mnistm"):
                 for seed in (0, 1):
                     v = 70.0 + k + seed + (qs == "mnist5k") * 5
-                    rows.append({"loss": loss, "query_set": qs, "downstream": task, "seed": seed, "probe": v,
-                                 "few_label": v - 20, "knn": v, "victim_head": v, "cosine": 0.9, "cka": 0.8})
+                    rows.append(
+                        {
+                            "loss": loss,
+                            "query_set": qs,
+                            "downstream": task,
+                            "seed": seed,
+                            "probe": v,
+                            "few_label": v - 20,
+                            "knn": v,
+                            "victim_head": v,
+                            "cosine": 0.9,
+                            "cka": 0.8,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def _base():
-    return pd.DataFrame([{"encoder": e, "downstream": t, "probe": p, "few_label": p - 10}
-                         for e, p in (("victim", 80.0), ("random init", 60.0)) for t in ("fmnist", "mnistm")])
+    return pd.DataFrame(
+        [
+            {"encoder": e, "downstream": t, "probe": p, "few_label": p - 10}
+            for e, p in (("victim", 80.0), ("random init", 60.0))
+            for t in ("fmnist", "mnistm")
+        ]
+    )
 
 
 def test_side_by_side_puts_ours_beside_the_paper_relative_to_mse():
@@ -30,7 +47,9 @@ def test_side_by_side_puts_ours_beside_the_paper_relative_to_mse():
     assert ours["infonce"] == pytest.approx(71.5)
     rel = table[("minus MSE (points)", "ours, mnist5k queries (fmnist probe)")]
     assert rel["mse"] == 0 and rel["barlow"] == pytest.approx(2)
-    assert table[("minus MSE (points)", "paper, in-distribution (CIFAR10 probe)")]["barlow"] == pytest.approx(26.9 - 75.5)
+    assert table[("minus MSE (points)", "paper, in-distribution (CIFAR10 probe)")]["barlow"] == pytest.approx(
+        26.9 - 75.5
+    )
 
 
 def test_headline_and_lookups():

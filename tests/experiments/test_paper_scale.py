@@ -17,16 +17,27 @@ PARAMS = Path(__file__).resolve().parent.parent.parent / "params" / "full.yaml"
 def test_full_yaml_holds_the_paper_setups():
     exp = load_experiments(PARAMS)
     c = exp["cifar"]
-    v = c["victim"]  # NOTES 5.1
+    v = c["victim"]  # book/paper_setup.md#setup-victim-cifar
     assert (v["method"], v["dataset"], v["arch"], v["epochs"], v["batch_size"]) == (
-        "simclr", "cifar10", "resnet34", 200, 256)
+        "simclr",
+        "cifar10",
+        "resnet34",
+        200,
+        256,
+    )
     assert (v["optimizer"], v["lr"], v["weight_decay"], v["temperature"]) == ("adam", 3e-4, 1e-4, 0.07)
     assert (v["head_hidden"], v["head_dim"], v["num_train"]) == (512, 128, 50000)
-    assert (c["steal"]["arch"], c["steal"]["epochs"]) == ("resnet34", 100)  # NOTES 5.2
+    assert (c["steal"]["arch"], c["steal"]["epochs"]) == ("resnet34", 100)  # book/paper_setup.md#setup-stealing-cifar
     cfgs = {loss: steal_config(c, loss, 0) for loss in c["run_losses"]}
     assert set(cfgs) == {"mse", "infonce", "softnn", "supcon", "wasserstein", "barlow"}
     assert {k: cfg.batch_size for k, cfg in cfgs.items()} == {
-        "mse": 64, "infonce": 256, "softnn": 256, "supcon": 256, "wasserstein": 64, "barlow": 256}
+        "mse": 64,
+        "infonce": 256,
+        "softnn": 256,
+        "supcon": 256,
+        "wasserstein": 64,
+        "barlow": 256,
+    }
     assert (cfgs["infonce"].lr, cfgs["infonce"].loss_params) == (3e-4, {"temperature": 0.07})
     assert cfgs["softnn"].loss_params == {"temperature": 100.0}
     assert (cfgs["supcon"].optimizer, cfgs["supcon"].lr) == ("sgd", 0.05)
@@ -36,13 +47,24 @@ def test_full_yaml_holds_the_paper_setups():
     assert (q["svhn-9k"]["dataset"], q["svhn-9k"]["num"]) == ("svhn", 9000)
     assert c["probes"]["cifar10"]["test_start"] == -1000 and c["image_size"] == 32
     assert set(c["probes"]) == {"cifar10", "stl10"}
-    m = exp["imagenet"]  # NOTES 2.2, 5.4
+    m = exp["imagenet"]  # book/paper_setup.md#setup-victim-imagenet, #setup-stealing-imagenet
     s = m["steal"]
     assert (s["arch"], s["loss"], s["loss_params"], s["batch_size"], s["optimizer"], s["lr"], s["epochs"]) == (
-        "resnet50", "infonce", {"temperature": 0.1}, 512, "lars", 0.2, 100)
+        "resnet50",
+        "infonce",
+        {"temperature": 0.1},
+        512,
+        "lars",
+        0.2,
+        100,
+    )
     assert {k: (d["dataset"], d["num"]) for k, d in m["queries"].items()} == {
-        "cifar10-50k": ("cifar10", 50000), "svhn-50k": ("svhn", 50000), "svhn-250k": ("svhn", 250000),
-        "imagenet-50k": ("imagenet", 50000), "imagenet-250k": ("imagenet", 250000)}
+        "cifar10-50k": ("cifar10", 50000),
+        "svhn-50k": ("svhn", 50000),
+        "svhn-250k": ("svhn", 250000),
+        "imagenet-50k": ("imagenet", 50000),
+        "imagenet-250k": ("imagenet", 250000),
+    }
     assert m["queries"]["svhn-250k"]["splits"] == ["train", "extra"]
     assert set(m["probes"]) == {"cifar10", "cifar100", "stl10", "svhn", "fmnist"} and m["image_size"] == 224
     assert exp["runtime"]["amp"] is True and m["victim"]["download"] is False  # bf16 on GPUs; download opt-in
@@ -57,9 +79,14 @@ def test_tiny_overlay_is_valid_and_small():
 
 def test_results_table_and_its_markdown():
     results = {
-        "cifar": {"steals": {"q/mse": {"queries": 9000}},
-                  "probes": {"victim": {"cifar10": {"accuracy": 0.8012}, "stl10": {"accuracy": 0.7}},
-                             "q/mse": {"cifar10": {"accuracy": 0.5}, "stl10": {"accuracy": 0.45}}}, "seconds": 1.0},
+        "cifar": {
+            "steals": {"q/mse": {"queries": 9000}},
+            "probes": {
+                "victim": {"cifar10": {"accuracy": 0.8012}, "stl10": {"accuracy": 0.7}},
+                "q/mse": {"cifar10": {"accuracy": 0.5}, "stl10": {"accuracy": 0.45}},
+            },
+            "seconds": 1.0,
+        },
         "imagenet": {"steals": {}, "probes": {"victim": {"svhn": {"accuracy": 0.6}}}, "seconds": 2.0},
     }
     table = results_table(results)
@@ -78,12 +105,22 @@ def test_pipeline_runs_on_standin_files(tmp_path):
     """Both chapters end to end (victim -> steal -> probes) on stand-in files, scaled further down
     than --tiny (small CIFAR encoder) to keep the test short."""
     exp = load_experiments(PARAMS, tiny=True)
-    exp = deep_merge(exp, {
-        "cifar": {"victim": {"arch": "convnet"}, "steal": {"arch": "convnet"},
-                  "probes": {"stl10": None}, "probe": {"epochs": 2}},
-        "imagenet": {"queries": {"cifar10-50k": None, "svhn-250k": {"num": 16}, "imagenet-50k": None},
-                     "probes": {"cifar100": None, "stl10": None, "svhn": None}, "probe": {"epochs": 2}},
-    })
+    exp = deep_merge(
+        exp,
+        {
+            "cifar": {
+                "victim": {"arch": "convnet"},
+                "steal": {"arch": "convnet"},
+                "probes": {"stl10": None},
+                "probe": {"epochs": 2},
+            },
+            "imagenet": {
+                "queries": {"cifar10-50k": None, "svhn-250k": {"num": 16}, "imagenet-50k": None},
+                "probes": {"cifar100": None, "stl10": None, "svhn": None},
+                "probe": {"epochs": 2},
+            },
+        },
+    )
     exp = paper_scale.tiny_setup(exp, tmp_path / "tiny")
     with standin.accept_standin_files():
         results = paper_scale.run(exp, progress=False)

@@ -41,13 +41,15 @@ def test_transferability_table_decides(tiny_watermark):
 
 
 def _synthetic_table(probe: bool = True) -> pd.DataFrame:
-    rows = [("watermarked victim", "victim", 90.0, 60.0, True, 80.0),
-            ("victim before watermarking", "same lineage", 52.0, 60.0, False, 81.5),
-            ("stolen mse, 50 queries", "stolen", 65.0, 60.0, True, 70.0),
-            ("stolen infonce, 50 queries", "stolen", 58.0, 60.0, False, 72.0),
-            ("random init", "random", 50.0, 60.0, False, 30.0),
-            ("independent seed 1", "reference", 54.0, 58.0, False, 79.0),
-            ("independent seed 2", "reference", 56.0, 57.0, False, 78.0)]
+    rows = [
+        ("watermarked victim", "victim", 90.0, 60.0, True, 80.0),
+        ("victim before watermarking", "same lineage", 52.0, 60.0, False, 81.5),
+        ("stolen mse, 50 queries", "stolen", 65.0, 60.0, True, 70.0),
+        ("stolen infonce, 50 queries", "stolen", 58.0, 60.0, False, 72.0),
+        ("random init", "random", 50.0, 60.0, False, 30.0),
+        ("independent seed 1", "reference", 54.0, 58.0, False, 79.0),
+        ("independent seed 2", "reference", 56.0, 57.0, False, 78.0),
+    ]
     table = pd.DataFrame(rows, columns=["model", "role", "watermark_acc", "threshold", "stolen", "probe"])
     table = table.assign(ci_low=table.watermark_acc - 2, ci_high=table.watermark_acc + 2).set_index("model")
     return table if probe else table.drop(columns="probe")
@@ -55,8 +57,14 @@ def _synthetic_table(probe: bool = True) -> pd.DataFrame:
 
 def test_headline_counts_stolen_copies_and_the_watermarks_cost():
     values = headline(_synthetic_table())
-    assert values == {"wm_victim_acc": 90.0, "wm_cost": pytest.approx(1.5), "wm_threshold": 60.0,
-                      "wm_refs_mean": 55.0, "wm_stolen_flagged": 1, "wm_stolen_total": 2}
+    assert values == {
+        "wm_victim_acc": 90.0,
+        "wm_cost": pytest.approx(1.5),
+        "wm_threshold": 60.0,
+        "wm_refs_mean": 55.0,
+        "wm_stolen_flagged": 1,
+        "wm_stolen_total": 2,
+    }
     assert math.isnan(headline(_synthetic_table(probe=False))["wm_cost"])  # no probe column: cost unknown
     assert decision_threshold(_synthetic_table()) == 60.0  # the victim's, not a reference's leave-one-out one
 

@@ -24,10 +24,13 @@ def cifar_count_from_torchvision(tv: nn.Module, in_channels: int = 3) -> int:
     return n_params(tv) - n_params(tv.fc) - stem_7x7 + 64 * in_channels * 3 * 3
 
 
-@pytest.mark.parametrize("builder, tv_builder, expected", [
-    (cifar_resnet18, torchvision.models.resnet18, 11_168_832),
-    (cifar_resnet34, torchvision.models.resnet34, 21_276_992),
-])
+@pytest.mark.parametrize(
+    "builder, tv_builder, expected",
+    [
+        (cifar_resnet18, torchvision.models.resnet18, 11_168_832),
+        (cifar_resnet34, torchvision.models.resnet34, 21_276_992),
+    ],
+)
 def test_cifar_param_count(builder, tv_builder, expected):
     model, tv = builder(), tv_builder(weights=None)
     assert n_params(model) == cifar_count_from_torchvision(tv) == expected
