@@ -40,6 +40,7 @@ from encsteal.distributed import info as dist_info
 from encsteal.losses import LOSSES, get_loss
 from encsteal.models import ARCHS, LinearClassifier, build_encoder
 from encsteal.runtime import RunOptions, prepare_device, seed_everything
+from encsteal.seeds import derive_seed
 from encsteal.training import Batch, OptimizerSpec, StepFn, fit
 
 AUGMENT_MODES: tuple[str, ...] = ("none", "views", "stolen_only")
@@ -47,7 +48,12 @@ AUGMENT_MODES: tuple[str, ...] = ("none", "views", "stolen_only")
 
 @dataclass(frozen=True)
 class StealConfig:
-    """Everything that determines a stealing run (besides the API and the query images)."""
+    """Everything that determines a stealing run (besides the API and the query images).
+
+    ``seed`` drives the stolen encoder's initialisation (its own stream, see :func:`build_stolen`)
+    and the batch order; ``init_seed`` (default None) instead initialises it like a victim trained
+    with that seed, for experiments that need a copy starting from the victim's initial weights.
+    """
 
     loss: str = "infonce"
     loss_params: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +67,7 @@ class StealConfig:
     views: int = 2
     requery_every_epoch: bool = False
     seed: int = 0
+    init_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -111,8 +118,10 @@ def build_stolen(
     config: StealConfig, api: EncoderAPI, in_channels: int, input_size: int
 ) -> tuple[nn.Module, nn.Module | None]:
     """The stolen encoder (projected to the API's output size if needed) and, for a supervised
-    API, the classifier trained on its answers."""
-    torch.manual_seed(config.seed)
+    API, the classifier trained on its answers. Its initial weights come from the ``stolen``
+    stream of ``config.seed`` (:func:`encsteal.seeds.derive_seed`), never from the victim's seed,
+    unless ``config.init_seed`` asks for a given one (the same-initialisation arm)."""
+    torch.manual_seed(derive_seed(config.seed, "stolen") if config.init_seed is None else config.init_seed)
     encoder = build_encoder(config.arch, in_channels, input_size)
     if api.mode == "supervised":
         return encoder, LinearClassifier(encoder.rep_dim, api.head.out_dim)  # type: ignore[union-attr]

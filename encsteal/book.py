@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from encsteal import params
-from encsteal.notebook import package_source_hash
+from encsteal.notebook import package_source_hash, run_stamp
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO
@@ -72,76 +75,129 @@ def _results_digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def _reusable(target: Path, stamp: str, results: Path) -> bool:
-    """An executed chapter is reused when its sources are unchanged and the results file beside it
-    is the very one that run wrote (a chapter rerun by hand into this folder, or a run interrupted
-    after writing its results, makes it stale)."""
+def _reusable(target: Path, stamp: str, results: Path, run: str) -> bool:
+    """An executed chapter is reused when its sources are unchanged, the results file beside it is
+    the very one that run wrote (a chapter rerun by hand into this folder, or a run interrupted
+    after writing its results, makes it stale) and carries this build's stamp ``run``."""
     if not target.exists():
         return False
     meta = json.loads(target.read_text()).get("metadata", {})
-    return meta.get("encsteal_source_hash") == stamp and meta.get("encsteal_results_sha256") == _results_digest(results)
+    if meta.get("encsteal_source_hash") != stamp or meta.get("encsteal_results_sha256") != _results_digest(results):
+        return False
+    return not results.exists() or json.loads(results.read_text()).get("stamp") == run
 
 
-def execute_chapters(profile: str, out_dir: Path, force: bool = False) -> list[Path]:
-    """Execute every chapter with ``profile`` into ``out_dir`` (skipping unchanged ones).
+@dataclass(frozen=True)
+class _Job:
+    notebook: Path
+    chapter: str
+    target: Path
+    results: Path
+    stamp: str
 
-    Each chapter writes its results into a staging folder; only when the whole notebook has run
-    are the executed copy and its results moved into place, so an interrupted build (Ctrl-C) leaves
-    the previous, consistent pair or nothing, and the next build resumes with that chapter.
-    """
+
+def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, effective: dict, cwd: Path) -> float:
+    """Run one chapter with papermill into a temporary copy; move it and its results into place
+    only when the whole notebook ran (an interrupted run leaves the previous pair or nothing)."""
     import papermill
 
+    start = time.perf_counter()
+    staging = results_dir / ".running" / job.chapter
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    tmp = job.target.with_suffix(".running.ipynb")
+    run_dir = results_dir if job.chapter == "claims" else staging  # the claims page reads the others' results
+    parameters = {"profile": profile, "results_dir": str(run_dir)} | ({"threads": threads} if threads else {})
+    try:
+        papermill.execute_notebook(
+            str(job.notebook), str(tmp), parameters=parameters, cwd=str(cwd), kernel_name="python3", progress_bar=False
+        )
+    except BaseException:
+        print(f"[book] {job.notebook.name} failed or was interrupted; the partial copy is {tmp}", file=sys.stderr)
+        raise
+    written = staging / f"{job.chapter}.json"
+    if written.exists():
+        written.replace(job.results)
+    else:
+        job.results.unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    prepare_for_rendering(tmp, job.stamp, profile, effective)
+    nb = json.loads(tmp.read_text())
+    nb["metadata"]["encsteal_results_sha256"] = _results_digest(job.results)
+    tmp.write_text(json.dumps(nb, indent=1))
+    tmp.replace(job.target)
+    seconds = time.perf_counter() - start
+    print(f"[book] {job.notebook.name}: {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def _check_stamps(results_dir: Path, run: str) -> None:
+    """Every chapter result this build will judge carries the build's stamp, else say which to rebuild."""
+    stale = [p.stem for p in sorted(results_dir.glob("*.json")) if json.loads(p.read_text()).get("stamp") != run]
+    if stale:
+        raise RuntimeError(
+            f"The results of {', '.join(stale)} in {results_dir} do not come from this build's code "
+            "and profile (was the package edited during the build?): run make book again, which "
+            "re-executes those chapters."
+        )
+
+
+LAST = ("claims", "performance")
+"""Chapters run after the others, one at a time: the claims page reads the others' results and the
+performance appendix measures speed on an otherwise idle machine."""
+
+
+def execute_chapters(profile: str, out_dir: Path, force: bool = False, jobs: int = 1) -> list[Path]:
+    """Execute every chapter with ``profile`` into ``out_dir`` (skipping unchanged ones), ``jobs``
+    chapters at a time (one torch thread each when ``jobs`` > 1), then the claims page and the
+    performance appendix alone."""
     results_dir = out_dir / "results"
-    staging = results_dir / ".running"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the rendered pages
-    resolved = params.resolve(profile)
-    done, executed = [], False
+    resolved, run = params.resolve(profile), run_stamp(profile, {})
+    notebooks = ROOT / "notebooks"
+    plan = []
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         chapter = chapter_name(notebook)
-        target, results = out_dir / notebook.name, results_dir / f"{chapter}.json"
-        stamp = source_hash(notebook, profile)
-        upstream_changed = chapter == "claims" and executed  # the claims page reads the others' results
-        if not force and not upstream_changed and _reusable(target, stamp, results):
-            print(f"[book] {notebook.name}: unchanged, reusing the executed copy")
-            done.append(target)
-            continue
-        if target.exists():
-            print(f"[book] {notebook.name}: sources or results changed since its last run; executing it again")
-        start = time.perf_counter()
-        print(f"[book] executing {notebook.name} with profile {profile!r}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        tmp = target.with_suffix(".running.ipynb")
-        run_dir = results_dir if chapter == "claims" else staging  # the claims page reads the others' results
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(tmp),
-                parameters={"profile": profile, "results_dir": str(run_dir)},
-                cwd=str(ROOT / "notebooks"),
-                kernel_name="python3",
-                progress_bar=False,
+        plan.append(
+            _Job(
+                notebook,
+                chapter,
+                out_dir / notebook.name,
+                results_dir / f"{chapter}.json",
+                source_hash(notebook, profile),
             )
-        except BaseException:
-            print(f"[book] {notebook.name} failed or was interrupted; the partial copy is {tmp}", file=sys.stderr)
-            raise
-        written = staging / f"{chapter}.json"
-        if written.exists():
-            written.replace(results)
-        else:
-            results.unlink(missing_ok=True)
-        effective = {**resolved.for_chapter(chapter), "results_dir": str(results_dir.relative_to(ROOT))}
-        prepare_for_rendering(tmp, stamp, profile, effective)
-        nb = json.loads(tmp.read_text())
-        nb["metadata"]["encsteal_results_sha256"] = _results_digest(results)
-        tmp.write_text(json.dumps(nb, indent=1))
-        tmp.replace(target)
-        print(f"[book] {notebook.name}: {time.perf_counter() - start:.0f} s")
-        done.append(target)
-        executed = True
-    shutil.rmtree(staging, ignore_errors=True)
-    return done
+        )
+
+    def effective(job: _Job) -> dict:
+        return {**resolved.for_chapter(job.chapter), "results_dir": str(results_dir.relative_to(ROOT))}
+
+    def stale(job: _Job) -> bool:
+        if force or not _reusable(job.target, job.stamp, job.results, run):
+            if job.target.exists():
+                print(f"[book] {job.notebook.name}: sources or results changed since its last run; executing it again")
+            return True
+        print(f"[book] {job.notebook.name}: unchanged, reusing the executed copy")
+        return False
+
+    first = [job for job in plan if job.chapter not in LAST and stale(job)]
+    for job in first:
+        print(f"[book] executing {job.notebook.name} with profile {profile!r}", flush=True)
+    if jobs > 1 and len(first) > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_execute, job, profile, results_dir, 1, effective(job), notebooks) for job in first]
+            for future in futures:
+                future.result()
+    else:
+        for job in first:
+            _execute(job, profile, results_dir, None, effective(job), notebooks)
+    for job in plan:
+        if job.chapter in LAST and (first or stale(job)):
+            _check_stamps(results_dir, run_stamp(profile, {}))
+            print(f"[book] executing {job.notebook.name} with profile {profile!r}", flush=True)
+            _execute(job, profile, results_dir, None, effective(job), notebooks)
+    shutil.rmtree(results_dir / ".running", ignore_errors=True)
+    return [job.target for job in plan]
 
 
 def build_html() -> None:
@@ -174,12 +230,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="build in a copy of the book's sources under this folder (the repository is untouched)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="chapters executed at once (one torch thread each); default: 2 on a machine with 2+ cores",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     global ROOT
     if args.root is not None:
         ROOT = copy_sources(args.root)
     start = time.perf_counter()
-    execute_chapters(args.profile, ROOT / "book" / "chapters", args.force)
+    execute_chapters(args.profile, ROOT / "book" / "chapters", args.force, args.jobs)
     build_html()
     print(f"[book] built {ROOT / '_build' / 'html' / 'index.html'} in {time.perf_counter() - start:.0f} s")
     return 0

@@ -50,6 +50,7 @@ CHAPTERS: tuple[str, ...] = (API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, P
 ALL = CHAPTERS
 VICTIM_CHAPTERS = (API, LOSS, DEFENSES, WATERMARK)
 PROBE_CHAPTERS = (API, LOSS, IMAGENET, DEFENSES, WATERMARK)
+JUDGED = (API, LOSS, IMAGENET, DEFENSES, WATERMARK)
 
 #: What kind of value each parameter takes: "int+" (positive integer), "int0" (non-negative),
 #: "float+", "float0", "str", "choice", "datasets", "losses", "budgets", "seeds", "floats+",
@@ -71,6 +72,9 @@ class Params:
     # -- run ------------------------------------------------------------------------------
     profile: str = _p("quick", "choice", ALL, "parameter profile (params/<profile>.yaml)", PROFILES)
     seed: int = _p(0, "int0", ALL, "seed of the data splits and of single-seed runs")
+    seeds: list = _p(
+        [0, 1, 2, 3, 4], "seeds", JUDGED, "seeds of every judged cell: each draws its own initialisation and subsets"
+    )
     device: str = _p("cpu", "device", ALL, "auto, cpu, cuda or cuda:N")
     threads: int = _p(2, "int+", ALL, "torch threads")
     results_dir: str = _p(
@@ -78,7 +82,7 @@ class Params:
     )
     # -- victim ---------------------------------------------------------------------------
     victim_dataset: str = _p("fmnist", "dataset", VICTIM_CHAPTERS, "the SimCLR victim's training data")
-    victim_num_train: int = _p(10_000, "int+", VICTIM_CHAPTERS + (PERFORMANCE,), "victim training images")
+    victim_num_train: int = _p(5000, "int+", VICTIM_CHAPTERS + (PERFORMANCE,), "victim training images")
     victim_epochs: int = _p(20, "int+", VICTIM_CHAPTERS, "victim training epochs")
     victim_temperature: float = _p(0.2, "float+", VICTIM_CHAPTERS, "victim NT-Xent temperature")
     victim_lr: float = _p(2e-3, "float+", VICTIM_CHAPTERS, "victim Adam learning rate")
@@ -101,18 +105,22 @@ class Params:
     )
     # -- chapter 1: APIs and cost ----------------------------------------------------------------
     leak_budgets: list = _p([500, 2000], "budgets", (API,), "query budgets of the API comparison")
-    downstream_sets: list = _p(["fmnist", "mnistm"], "datasets", (API, LOSS), "downstream tasks")
+    downstream_sets: list = _p(
+        ["mnistm", "photocrops"],
+        "datasets",
+        (API, LOSS, DEFENSES),
+        "judged downstream tasks (there the victim beats a random-init encoder by >= 10 points)",
+    )
     price_per_1k: float = _p(1.0, "float0", (API,), "API price per 1,000 queries (USD)")
     cpu_price_per_hour: float = _p(0.1, "float0", (API,), "compute price per CPU hour (USD)")
     # -- chapter 2: losses ------------------------------------------------------------------
-    query_sets: list = _p(["fmnist", "mnist5k"], "datasets", (LOSS,), "query data sets (first: in-distribution)")
+    query_sets: list = _p(["fmnist", "digits"], "datasets", (LOSS,), "query data sets (first: in-distribution)")
     losses: list = _p(
         ["mse", "infonce", "softnn", "supcon", "wasserstein", "barlow", "barlow_official"],
         "losses",
         (LOSS,),
         "stealing losses of the loss grid",
     )
-    seeds: list = _p([0, 1, 2], "seeds", (LOSS,), "seeds of the loss grid")
     budget: int = _p(500, "int+", (LOSS, DEFENSES, PERFORMANCE), "queries of each stealing run")
     curve_losses: list = _p(["mse", "infonce", "barlow"], "losses", (LOSS,), "losses of the budget curve")
     budgets: list = _p([125, 250, 500], "budgets", (LOSS,), "budgets of the budget curve (each <= budget)")
@@ -132,8 +140,12 @@ class Params:
     watermark_task: str = _p("binary", "choice", (WATERMARK,), "rotation task", WATERMARK_TASKS)
     watermark_epochs: int = _p(6, "int+", (WATERMARK,), "watermark fine-tuning epochs")
     watermark_budgets: list = _p([500, 1000], "budgets", (WATERMARK,), "queries of the stolen suspects")
-    reference_seeds: list = _p([1, 2, 3], "seeds", (WATERMARK,), "seeds of the independent references")
-    reference_epochs: int = _p(10, "int+", (WATERMARK,), "training epochs of the references")
+    reference_seeds: list = _p(
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        "seeds",
+        (WATERMARK,),
+        "seeds of the independent references (trained exactly like the victim)",
+    )
 
     def __getitem__(self, name: str) -> Any:
         if name not in _NAMES:
@@ -329,8 +341,9 @@ def other_data_config(p: Params) -> VictimConfig:
 
 
 def reference_configs(p: Params) -> list[VictimConfig]:
-    """Independent SimCLR references for the watermark test: the victim's data, other seeds."""
-    return [replace(victim_config(p), seed=s, epochs=p.reference_epochs) for s in p.reference_seeds]
+    """Independent SimCLR references for the watermark test: trained exactly like the victim (same
+    data, epochs and settings), other seeds."""
+    return [victim_config(p, seed=s) for s in p.reference_seeds]
 
 
 def watermark_config(p: Params) -> WatermarkConfig:

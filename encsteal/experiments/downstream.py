@@ -13,6 +13,7 @@ from encsteal.data.imageset import ImageSet
 from encsteal.fidelity import linear_cka, mean_cosine_similarity
 from encsteal.params import Params, probe_sizes
 from encsteal.probe import DEFAULT_CS, FittedProbe, extract_features, few_label_indices, fit_probe, knn_accuracy
+from encsteal.seeds import derive_seed
 
 ROLES = ("probe_train", "probe_val", "probe_test")
 
@@ -52,18 +53,20 @@ def prepare_downstream(
     return Downstream(name, splits, feats, probe, per_class, seed, Cs)
 
 
-def evaluate(encoder: nn.Module | None, task: Downstream) -> dict[str, float]:
+def evaluate(encoder: nn.Module | None, task: Downstream, seed: int | None = None) -> dict[str, float]:
     """Accuracies (%) and fidelity of ``encoder`` on ``task`` (None = the victim itself).
 
     probe: linear probe with all probe labels; knn: 20-NN; few_label: probe with ``per_class``
-    labels per class; victim_head: the victim's own fitted probe applied to this encoder's
+    labels per class (the subset drawn with ``seed``'s own stream when given, else the task's
+    seed); victim_head: the victim's own fitted probe applied to this encoder's
     features (how far the copy can replace the victim for a client who trained on the victim);
     cosine / cka: fidelity to the victim's representations of the test images.
     """
     s, y = task.splits, {r: task.splits[r].labels for r in ROLES}
     feats = task.victim_features if encoder is None else {r: extract_features(encoder, s[r]) for r in ROLES}
     probe = fit_probe(feats["probe_train"], y["probe_train"], feats["probe_val"], y["probe_val"], task.Cs)
-    idx = few_label_indices(y["probe_train"], task.per_class, task.seed)
+    few_seed = task.seed if seed is None else derive_seed(seed, "few_label")
+    idx = few_label_indices(y["probe_train"], task.per_class, few_seed)
     few = fit_probe(feats["probe_train"][idx], y["probe_train"][idx], feats["probe_val"], y["probe_val"], task.Cs)
     test_x, vict_x = feats["probe_test"], task.victim_features["probe_test"]
     same = test_x.shape[1] == vict_x.shape[1]
