@@ -143,3 +143,14 @@ def parameters_cell(chapter: str) -> str:
     for name in chapter_parameters(chapter):
         lines.append('profile = "smoke"' if name == "profile" else f"{name} = None")
     return "\n".join(lines)
+
+
+def glue_text(values: Mapping[str, str]) -> None:
+    """Glue sentences chosen by code from the results, as Markdown (``{glue:md}`name```)."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    for name, text in values.items():
+        if not isinstance(text, str):
+            raise TypeError(f"glue_text takes sentences (str); {name!r} is {type(text).__name__}.")
+        glue(name, Markdown(text), display=False)
