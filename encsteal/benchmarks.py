@@ -135,3 +135,110 @@ def headline(table: pd.DataFrame) -> dict[str, float]:
     once = table.loc["steal, augment=none, query once", "images_per_s"]
     again = table.loc["steal, augment=none, re-query every epoch (official)", "images_per_s"]
     return {"steal_ratio": float(once / again), "has_gpu": float(torch.cuda.is_available())}
+
+
+# ---- the paper's architectures (chapter 1's cost model) -------------------------------------------
+
+PAPER_ARCHITECTURES: tuple[tuple[str, int], ...] = (("resnet34", 32), ("resnet50", 224))
+"""(architecture, input size) of the paper's victims: CIFAR ResNet-34 at 32 px, ResNet-50 at 224 px."""
+
+
+def _timed(fn, steps: int) -> float:
+    """Seconds for ``steps`` calls of ``fn`` after one untimed warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return time.perf_counter() - start
+
+
+def paper_architecture(arch: str, size: int, batch: int = 4, steps: int = 2, seed: int = 0) -> list[dict[str, object]]:
+    """Images per second of ``arch`` at ``size`` px (3 channels, random images, on the CPU):
+
+    * ``victim step``: a SimCLR training step, two views of ``batch`` images through the encoder and
+      a 512-512-128 projection head, NT-Xent, backward and an SGD update (per view);
+    * ``stealing step``: the copy's training step on ``batch`` queries, MSE to stored answers,
+      backward and an SGD update (per query);
+    * ``API answer``: a forward-only pass of ``batch`` queries in inference mode (per query).
+
+    Each is timed over ``steps`` calls after one untimed warm-up call. Data loading and augmentation
+    are not timed (assumed to overlap with the steps)."""
+    from encsteal.losses import mse_loss, nt_xent
+    from encsteal.models import ProjectionHead
+
+    if batch < 2 or steps < 1:
+        raise ValueError(f"Need batch >= 2 (NT-Xent) and steps >= 1, got batch={batch}, steps={steps}.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc = build_encoder(arch, 3, size)
+        head = ProjectionHead(enc.rep_dim, 512, 128)
+        x = torch.rand(2 * batch, 3, size, size)
+        target = torch.randn(batch, enc.rep_dim)
+    params = list(enc.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+
+    def victim_step() -> None:
+        z = head(enc(x))
+        loss = nt_xent(z[:batch], z[batch:], 0.07)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def stealing_step() -> None:
+        loss = mse_loss(enc(x[:batch]), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def api_answer() -> None:
+        with torch.inference_mode():
+            enc(x[:batch])
+
+    enc.train()
+    head.train()
+    rows = []
+    for workload, fn, images in (
+        ("victim step", victim_step, 2 * batch),
+        ("stealing step", stealing_step, batch),
+        ("API answer", None, batch),
+    ):
+        if fn is None:
+            enc.eval()
+            fn = api_answer
+        seconds = _timed(fn, steps)
+        rows.append(
+            {
+                "arch": arch,
+                "image_size": size,
+                "workload": workload,
+                "batch": images,
+                "steps": steps,
+                "seconds": seconds,
+                "images_per_s": images * steps / seconds,
+            }
+        )
+    return rows
+
+
+def paper_architectures(batch: int = 4, steps: int = 2) -> list[dict[str, object]]:
+    """:func:`paper_architecture` for every entry of :data:`PAPER_ARCHITECTURES`."""
+    return [row for arch, size in PAPER_ARCHITECTURES for row in paper_architecture(arch, size, batch, steps)]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> dict[str, object]:
+    """:func:`machine` plus the CPU model, its logical cores and the load average when measured."""
+    import os
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {**machine(), "cpu": cpu_model(), "logical cores": os.cpu_count(), "load average (1 min)": load[0]}

@@ -104,15 +104,29 @@ class Params:
         "per-loss stealing settings: {loss: {loss parameter: value}}",
     )
     # -- chapter 1: APIs and cost ----------------------------------------------------------------
-    leak_budgets: list = _p([500, 2000], "budgets", (API,), "query budgets of the API comparison")
+    leak_budgets: list = _p(
+        [100, 400], "budgets", (API,), "query budgets of the API comparison (each seed's queries are nested)"
+    )
     downstream_sets: list = _p(
         ["mnistm", "photocrops"],
         "datasets",
         (API, LOSS, DEFENSES),
         "judged downstream tasks (there the victim beats a random-init encoder by >= 10 points)",
     )
-    price_per_1k: float = _p(1.0, "float0", (API,), "API price per 1,000 queries (USD)")
-    cpu_price_per_hour: float = _p(0.1, "float0", (API,), "compute price per CPU hour (USD)")
+    top_k: int = _p(3, "int+", (API,), "k of the supervised victim's top-k API")
+    leak_batch_size: int = _p(32, "int+", (API,), "batch size of the API comparison's stealing runs")
+    leak_lr: float = _p(3e-3, "float+", (API,), "Adam learning rate of the API comparison's stealing runs")
+    ssl_budgets: list = _p(
+        [400], "budgets", (API,), "budgets at which the SSL victim's representation API is stolen too ([]: none)"
+    )
+    compute_prices_per_hour: list = _p(
+        [0.01, 0.03, 0.1], "floats+", (API,), "compute prices (USD per hour of the measured machine) of the cost range"
+    )
+    api_prices_per_1k: list = _p(
+        [0.01, 0.1, 1.0, 10.0], "floats0", (API,), "API prices (USD per 1,000 queries) of the cost range"
+    )
+    bench_batch: int = _p(4, "int+", (API,), "images per timed step of the paper's architectures (>= 2)")
+    bench_steps: int = _p(2, "int+", (API,), "timed steps per workload (after one warm-up step)")
     # -- chapter 2: losses ------------------------------------------------------------------
     query_sets: list = _p(["fmnist", "digits"], "datasets", (LOSS,), "query data sets (first: in-distribution)")
     losses: list = _p(

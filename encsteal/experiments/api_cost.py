@@ -1,203 +1,821 @@
-"""Supervised vs self-supervised APIs: what one query leaks, at equal numbers of queries."""
+"""Chapter 1: supervised vs self-supervised APIs (what one query leaks) and the cost of stealing.
+
+**Leakage (claim C3, "self-supervised APIs leak more per query than supervised APIs").** One
+victim backbone, the supervised Fashion-MNIST convnet, behind four APIs that differ only in what
+they return: its representation, its class probabilities, its top-k scores and its label
+(:data:`OUTPUTS`). For every seed (its own query subset, nested over the budgets, and its own
+stolen initialisation, the same for the four APIs of that seed) the attacker steals a copy from
+each API at each budget, and the copy is judged by the few-label probe (:data:`METRIC`) on the
+downstream tasks.
+
+The statistic, fixed before any run: per task, output and seed, the area under the few-label
+accuracy vs log10(queries) curve divided by the log-range of the budgets (the mean accuracy over
+log-spaced budgets, in %: :func:`log_auc`); the random-init encoder of the seed enters as one more
+"output" (:data:`RANDOM`, its few-label accuracy). Comparisons (:data:`JUDGED_PAIRS`: representation
+vs random-init, representation vs probabilities, probabilities vs label, representation vs label)
+are paired differences over seeds, with Holm's correction over all judged comparisons of all
+judged tasks; a difference is *separable* when Holm rejects it at :data:`ALPHA` (the paired 95 %
+interval is shown beside). A task is judged only where the supervised victim beats the random-init
+encoder by at least :data:`MIN_MARGIN` points on the few-label probe, mean over seeds. The rules of
+the verdict: :func:`leakage_outcome`. The SSL victim's representation API is shown beside (same
+queries and seeds), not judged.
+
+**Cost (claim C6, "stealing an encoder costs far less than training it").** The paper's setups
+(:data:`encsteal.cost.PAPER_SETUPS`) turned into hours with throughputs this package measures
+(:func:`encsteal.benchmarks.paper_architectures`) and into money over ranges of compute and API
+prices; "far less" means at least :data:`FAR_LESS` times cheaper; the rules: :func:`judge_cost`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from encsteal import cost, paper_tables, params
+from encsteal import benchmarks, cost, paper_tables, params
 from encsteal.api import EncoderAPI
 from encsteal.attack import StealConfig, steal
 from encsteal.data import role_splits
 from encsteal.data.imageset import ImageSet
-from encsteal.experiments.downstream import Downstream, downstream_tasks, evaluate
+from encsteal.experiments.claims import Verdict
+from encsteal.experiments.downstream import Downstream, downstream_tasks
+from encsteal.fidelity import linear_cka, mean_cosine_similarity
 from encsteal.params import Params
+from encsteal.probe import extract_features, few_label_indices, fit_probe
+from encsteal.seeds import derive_seed, generator, random_init_encoder
+from encsteal.stats import holm, mean_interval, paired_difference
 from encsteal.victims import Victim, train_victim
 
+OUTPUTS: tuple[str, ...] = ("representation", "probabilities", "topk", "label")
+"""The supervised victim's API outputs, from the most to the least informative."""
+SSL = "SSL representation"
+"""The SimCLR victim's representation API (shown beside, not judged)."""
+REPRESENTATIONS: tuple[str, ...] = ("representation", SSL)
+"""Outputs whose copies have a victim representation to be compared with (cosine, CKA)."""
+RANDOM = "random-init"
+"""The random-init encoder of each seed, compared like an output (its statistic: its few-label accuracy)."""
+JUDGED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("representation", RANDOM),
+    ("representation", "probabilities"),
+    ("probabilities", "label"),
+    ("representation", "label"),
+)
+"""The comparisons the leakage verdict rests on (first minus second), on every judged task: does the
+representation copy learn anything at all (above the random-init encoder), and the order of the outputs."""
+ROLES: tuple[str, ...] = ("probe_train", "probe_val", "probe_test")
+METRIC = "few_label"
+"""The probe the leakage statistic uses: ``per_class`` labels per class (:func:`probe_scores`)."""
+MIN_MARGIN = 10.0
+"""Points by which the victim must beat a random-init encoder (mean over seeds) for a task to be judged."""
+ALPHA = 0.05
+"""Family-wise level of Holm's correction over the judged comparisons."""
+FAR_LESS = 10.0
+""""Far less": training costs at least this many times what stealing costs."""
+FIDELITY_NOTE = (
+    "Cosine and CKA compare a copy's representation with the victim's: they are shown only for copies "
+    "stolen from a representation API. A probability, top-k or label API reveals no representation, so "
+    "its copy was never asked to match one and its coordinates are arbitrary."
+)
 
-def api_menu(ssl_victim: Victim, supervised_victim: Victim) -> list[tuple[str, EncoderAPI]]:
-    """Every API variant of the chapter: SSL representations / head, and the supervised outputs."""
-    menu = [
-        ("SSL: representation", EncoderAPI(ssl_victim.encoder, ssl_victim.head)),
-        ("SSL: projection head", EncoderAPI(ssl_victim.encoder, ssl_victim.head, output="head")),
-    ]
-    for output in ("label", "topk", "probabilities", "logits"):
-        menu.append(
-            (
-                f"supervised: {output}",
-                EncoderAPI(
-                    supervised_victim.encoder, supervised_victim.head, mode="supervised", output=output, top_k=3
-                ),
-            )
-        )
-    menu.append(("supervised model: representation", EncoderAPI(supervised_victim.encoder)))
+
+# ---- the APIs ---------------------------------------------------------------------------------
+
+
+def api_menu(ssl_victim: Victim | None, supervised_victim: Victim, top_k: int = 3) -> dict[str, EncoderAPI]:
+    """The supervised victim behind one API per output of :data:`OUTPUTS` (one backbone, only the
+    output varies), plus the SSL victim's representation API when ``ssl_victim`` is given."""
+    enc, head = supervised_victim.encoder, supervised_victim.head
+    menu = {"representation": EncoderAPI(enc)}
+    for output in OUTPUTS[1:]:
+        menu[output] = EncoderAPI(enc, head, mode="supervised", output=output, top_k=top_k)
+    if ssl_victim is not None:
+        menu[SSL] = EncoderAPI(ssl_victim.encoder, ssl_victim.head)
     return menu
 
 
-def outputs_table(menu: list[tuple[str, EncoderAPI]], probe: torch.Tensor) -> pd.DataFrame:
-    """What each API returns for one image: size, non-zero values, and bits of a float32 answer."""
+def outputs_table(menu: Mapping[str, EncoderAPI], probe: torch.Tensor) -> pd.DataFrame:
+    """What each API returns for one image: values, non-zero values, and an upper bound on the bits
+    of one answer (32 per float32 value; a class index needs ceil(log2(classes)) bits)."""
     rows = []
-    for name, api in menu:
+    for name, api in menu.items():
         out = api.query(probe[:1], user="inspector")
         nonzero = int((out != 0).sum())
+        classes = api.head.out_dim if api.mode == "supervised" else 0  # type: ignore[union-attr]
+        index_bits = math.ceil(math.log2(classes)) if classes else 0
+        bits = {"label": index_bits, "topk": nonzero * (32 + index_bits)}.get(api.output, 32 * out.shape[1])
         rows.append(
             {
                 "API": name,
                 "values returned": out.shape[1],
                 "non-zero values": nonzero,
-                "float32 bits per answer": 32 * nonzero if "label" not in name else 4,
+                "bits per answer (at most)": bits,
             }
         )
     return pd.DataFrame(rows).set_index("API")
 
 
-STOLEN_FROM = (
-    "SSL: representation",
-    "supervised: label",
-    "supervised: probabilities",
-    "supervised model: representation",
-)
-"""The APIs the attacker steals from in the chapter (top-k and logits sit between these)."""
+# ---- evaluation ---------------------------------------------------------------------------------
 
 
-def leakage_grid(
-    menu: list[tuple[str, EncoderAPI]],
-    queries: ImageSet,
-    tasks: Sequence[Downstream],
-    budgets: Sequence[int],
-    epochs: int,
-    seed: int,
-    device: str = "auto",
+def probe_scores(
+    features: Mapping[str, torch.Tensor], task: Downstream, seed: int, full: bool = True
+) -> dict[str, float]:
+    """Accuracies (%) of the linear probe on all probe labels (``probe``, when ``full``) and of the
+    few-label probe (``few_label``: ``task.per_class`` labels per class, drawn from ``seed``'s own
+    ``few_label`` stream), as :func:`encsteal.experiments.downstream.evaluate` computes them.
+    ``features["probe_train"]`` may hold only the few-label rows when ``full`` is False
+    (``features["few_rows"]`` then says so)."""
+    y = {r: task.splits[r].labels for r in ROLES}
+    idx = few_label_indices(y["probe_train"], task.per_class, derive_seed(seed, "few_label"))
+    few_x = features["few_rows"] if "few_rows" in features else features["probe_train"][idx]
+    few = fit_probe(few_x, y["probe_train"][idx], features["probe_val"], y["probe_val"], task.Cs)
+    out = {"few_label": 100 * few.accuracy(features["probe_test"], y["probe_test"])}
+    if full:
+        probe = fit_probe(features["probe_train"], y["probe_train"], features["probe_val"], y["probe_val"], task.Cs)
+        out["probe"] = 100 * probe.accuracy(features["probe_test"], y["probe_test"])
+    return out
+
+
+def copy_features(encoder: nn.Module, task: Downstream, seed: int) -> dict[str, torch.Tensor]:
+    """The features a few-label evaluation needs: only the few-label rows of ``probe_train``."""
+    idx = few_label_indices(task.splits["probe_train"].labels, task.per_class, derive_seed(seed, "few_label"))
+    return {
+        "few_rows": extract_features(encoder, task.splits["probe_train"].images[idx]),
+        "probe_val": extract_features(encoder, task.splits["probe_val"]),
+        "probe_test": extract_features(encoder, task.splits["probe_test"]),
+    }
+
+
+def victim_scores(
+    features: Mapping[str, Mapping[str, torch.Tensor]], tasks: Sequence[Downstream], seeds: Sequence[int]
 ) -> pd.DataFrame:
-    """Steal the same architecture from each API at each budget; evaluate on every task."""
+    """A victim's probes per task and seed from its features per task (``features[task]``): the
+    full probe (the same for every seed: fitted once) and seed ``s``'s few-label probe."""
     rows = []
-    chosen = [(n, a) for n, a in menu if n in STOLEN_FROM]
-    for (name, api), budget in tqdm([(m, b) for m in chosen for b in budgets], desc="leakage"):
-        q = queries.subset(torch.arange(budget))
-        loss = "mse"
-        result = steal(api, q, StealConfig(loss=loss, epochs=epochs, seed=seed), device=device, progress=False)
+    for task in tasks:
+        feats = features[task.name]
+        full = probe_scores(feats, task, seeds[0])["probe"]
+        for s in seeds:
+            few = probe_scores(feats, task, s, full=False)["few_label"]
+            rows.append({"task": task.name, "seed": s, "victim_probe": full, "victim_few_label": few})
+    return pd.DataFrame(rows)
+
+
+def random_scores(
+    tasks: Sequence[Downstream], seeds: Sequence[int], arch: str = "convnet", in_channels: int = 1, size: int = 28
+) -> pd.DataFrame:
+    """A random-init encoder of the victim's architecture (seed ``s``'s own initialisation,
+    :func:`encsteal.seeds.random_init_encoder`) per task and seed: full and few-label probes."""
+    rows = []
+    for s in seeds:
+        rand = random_init_encoder(arch, in_channels, size, s)
         for task in tasks:
+            feats = {r: extract_features(rand, task.splits[r]) for r in ROLES}
+            sc = probe_scores(feats, task, s)
             rows.append(
-                {
-                    "API": name,
-                    "budget": budget,
-                    "queries_paid": result.queries,
-                    "downstream": task.name,
-                    "attack_seconds": result.seconds,
-                    **evaluate(result.encoder, task),
-                }
+                {"task": task.name, "seed": s, "random_probe": sc["probe"], "random_few_label": sc["few_label"]}
             )
     return pd.DataFrame(rows)
 
 
-# ---- the chapter: tables and headline numbers ----------------------------------------------------
+def margin_frame(victim: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
+    """Victim and random-init probes side by side per task and seed, with the margins (points)."""
+    m = victim.merge(random, on=["task", "seed"], validate="one_to_one")
+    for probe in ("probe", "few_label"):
+        m[f"margin_{probe}"] = m[f"victim_{probe}"] - m[f"random_{probe}"]
+    return m
 
 
-def leakage_table(leak: pd.DataFrame, metric: str = "few_label") -> pd.DataFrame:
-    """``metric`` of each API's copy (rows) per downstream task and budget (columns)."""
-    return leak.pivot_table(index="API", columns=["downstream", "budget"], values=metric)
+def query_pool(p: Params, size: int) -> ImageSet:
+    """The attacker's pool: ``size`` images of the victim's data set, never among the victim's
+    training images (nor, when the tasks use that data set with the victim's split seed, its probe images)."""
+    cfg = params.victim_config(p)
+    sizes = {"victim": cfg.num_train, **params.probe_sizes(p), "query": size}
+    return role_splits(cfg.dataset, sizes, seed=cfg.split_seed)["query"]
 
 
-def cost_table(train_seconds: float, leak: pd.DataFrame, budget: int, prices: cost.Prices) -> pd.DataFrame:
-    """Training the SSL victim vs stealing it from its representations with ``budget`` queries."""
-    row = _ssl_row(leak, budget)
-    steal_usd = cost.stealing_cost(int(row.queries_paid), float(row.attack_seconds), prices)
-    return pd.DataFrame(
-        [
+def seed_queries(pool: ImageSet, seed: int, n: int) -> ImageSet:
+    """Seed ``seed``'s own ``n`` queries from the pool (its ``queries`` stream); budget ``b`` uses the first ``b``."""
+    if n > len(pool):
+        raise ValueError(f"{n} queries asked from a pool of {len(pool)} images.")
+    order = torch.randperm(len(pool), generator=generator(seed, "queries"))[:n]
+    return pool.subset(order)
+
+
+def leakage_grid(
+    menu: Mapping[str, EncoderAPI],
+    pool: ImageSet,
+    tasks: Sequence[Downstream],
+    budgets: Sequence[int],
+    seeds: Sequence[int],
+    epochs: int,
+    victim_test_features: Mapping[str, Mapping[str, torch.Tensor]],
+    ssl_budgets: Sequence[int] = (),
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Steal a copy from each API at each budget for each seed (``epochs``, Adam at ``lr``, batches of
+    ``batch_size``; MSE on representations, cross-entropy on labels, soft cross-entropy on scores);
+    its few-label accuracy on each task (and, for a representation API, cosine and CKA to that
+    victim's test representations: ``victim_test_features[output][task]``). The SSL API is stolen at
+    ``ssl_budgets`` only."""
+    plan = [
+        (s, name, b)
+        for s in seeds
+        for name in menu
+        for b in sorted(budgets if name != SSL else ssl_budgets)
+        if b <= max(budgets)
+    ]
+    queries = {s: seed_queries(pool, s, max(budgets)) for s in seeds}
+    rows = []
+    for s, name, b in tqdm(plan, desc="leakage", disable=len(plan) < 2):
+        api = menu[name]
+        config = StealConfig(loss="mse", epochs=epochs, batch_size=batch_size, lr=lr, seed=s)
+        result = steal(api, queries[s].subset(torch.arange(b)), config, device=device, progress=False)
+        for task in tasks:
+            feats = copy_features(result.encoder, task, s)
+            row = {
+                "output": name,
+                "seed": s,
+                "budget": b,
+                "task": task.name,
+                "queries_paid": result.queries,
+                "attack_seconds": result.seconds,
+                **probe_scores(feats, task, s, full=False),
+            }
+            if name in REPRESENTATIONS:
+                vict = victim_test_features[name][task.name]
+                row["cosine"] = mean_cosine_similarity(feats["probe_test"], vict)
+                row["cka"] = linear_cka(feats["probe_test"], vict)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---- the statistic and the comparisons -----------------------------------------------------------
+
+
+def log_auc(budgets: Sequence[float], values: Sequence[float]) -> float:
+    """Area under ``values`` against log10(``budgets``), divided by the log-range: the mean of the
+    curve over log-spaced budgets (a single budget: its value)."""
+    b, v = np.asarray(budgets, dtype=float), np.asarray(values, dtype=float)
+    if len(b) != len(v) or len(b) == 0:
+        raise ValueError(f"Need one value per budget, got {len(b)} budgets and {len(v)} values.")
+    if len(np.unique(b)) != len(b) or (b <= 0).any():
+        raise ValueError(f"Budgets must be distinct and positive, got {list(b)}.")
+    order = np.argsort(b)
+    x, y = np.log10(b[order]), v[order]
+    if len(x) == 1:
+        return float(y[0])
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
+def leakage_scores(
+    grid: pd.DataFrame,
+    margin_table: pd.DataFrame,
+    ssl_margins: pd.DataFrame | None = None,
+    metric: str = METRIC,
+) -> pd.DataFrame:
+    """Per task, output and seed: the statistic (:func:`log_auc` of ``metric`` over the budgets) and
+    its share of the victim's margin over the random-init encoder of that seed,
+    (auc - random) / (victim - random): the supervised victim's margins (``margin_table``) for its
+    outputs, the SSL victim's (``ssl_margins``) for the SSL API (left out without them). The
+    random-init encoder of each seed is added as output :data:`RANDOM` (share 0)."""
+    rows = []
+    tables = {False: margin_table.set_index(["task", "seed"])}
+    if ssl_margins is not None:
+        tables[True] = ssl_margins.set_index(["task", "seed"])
+    for (task, output, seed), g in grid.groupby(["task", "output", "seed"], sort=False):
+        if (output == SSL) not in tables:
+            continue
+        m = tables[output == SSL]
+        auc = log_auc(g.budget.tolist(), g[metric].tolist())
+        victim, random = m.loc[(task, seed), f"victim_{metric}"], m.loc[(task, seed), f"random_{metric}"]
+        share = (auc - random) / (victim - random) if victim != random else float("nan")
+        rows.append({"task": task, "output": output, "seed": int(seed), "auc": auc, "share": share})
+    for r in margin_table.itertuples():  # the random-init encoder: the same at every budget
+        rows.append(
+            {"task": r.task, "output": RANDOM, "seed": int(r.seed), "auc": getattr(r, f"random_{metric}"), "share": 0.0}
+        )
+    return pd.DataFrame(rows)
+
+
+def judged_tasks(margin_table: pd.DataFrame, metric: str = METRIC, min_margin: float = MIN_MARGIN) -> list[str]:
+    """Tasks where the victim's mean margin over the random-init encoder is at least ``min_margin``."""
+    mean = margin_table.groupby("task", sort=False)[f"margin_{metric}"].mean()
+    return [t for t, v in mean.items() if v >= min_margin]
+
+
+def compare(
+    scores: pd.DataFrame, tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = JUDGED_PAIRS, alpha: float = ALPHA
+) -> pd.DataFrame:
+    """Paired differences of the statistic over seeds (first - second output) for each pair on each
+    task, 95 % intervals, paired t-test p-values and Holm's correction over all of them."""
+    rows = []
+    for task in tasks:
+        t = scores[scores.task == task].pivot(index="seed", columns="output", values="auc")
+        for a, b in pairs:
+            if a not in t or b not in t:
+                continue
+            both = t[[a, b]].dropna()
+            iv, pv = paired_difference(both[a].tolist(), both[b].tolist())
+            rows.append(
+                {
+                    "task": task,
+                    "comparison": f"{a} - {b}",
+                    "first": a,
+                    "second": b,
+                    "difference": iv.mean,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "seeds": iv.n,
+                    "p": pv,
+                }
+            )
+    table = pd.DataFrame(
+        rows, columns=["task", "comparison", "first", "second", "difference", "low", "high", "seeds", "p"]
+    )
+    rejected = holm(table.p.tolist(), alpha) if len(table) else []
+    table["holm_rejected"] = rejected
+    table["outcome"] = [
+        (f"{r['first']} above" if r.difference > 0 else f"{r['second']} above") if rej else "not separable"
+        for (_, r), rej in zip(table.iterrows(), rejected)
+    ]
+    return table
+
+
+def _above(comparisons: pd.DataFrame, task: str, a: str, b: str) -> bool:
+    row = comparisons[(comparisons.task == task) & (comparisons["first"] == a) & (comparisons["second"] == b)]
+    return bool(len(row)) and bool(row.holm_rejected.iloc[0]) and float(row.difference.iloc[0]) > 0
+
+
+def leakage_outcome(comparisons: pd.DataFrame, tasks: Sequence[str]) -> str:
+    """The verdict from the Holm-corrected comparisons on the judged ``tasks`` ("above" = separably
+    above). On every judged task the representation copy must be above the random-init encoder (a
+    copy that learnt nothing shows no leak at all); then "reproduced" when on every judged task
+    representation is above probabilities and probabilities above label; "partly reproduced" when
+    on every judged task representation is above label but the full order does not hold on every
+    one; "not reproduced" otherwise (including a representation copy no better than random);
+    "not evaluated" without a judged task."""
+    if not tasks:
+        return "not evaluated"
+    if not all(_above(comparisons, t, "representation", RANDOM) for t in tasks):
+        return "not reproduced"
+    chain = all(
+        _above(comparisons, t, "representation", "probabilities") and _above(comparisons, t, "probabilities", "label")
+        for t in tasks
+    )
+    if chain:
+        return "reproduced"
+    if all(_above(comparisons, t, "representation", "label") for t in tasks):
+        return "partly reproduced"
+    return "not reproduced"
+
+
+def judge_leakage(results: Mapping) -> Verdict:
+    """Claim C3 from the chapter's saved results (``results["leakage"]``: per-seed ``margins`` and
+    ``scores``, the random-init encoder among the outputs): tasks judged where the supervised
+    victim's mean few-label margin over a random-init encoder is at least ``MIN_MARGIN`` points; on
+    them, the Holm-corrected paired comparisons of the log-budget AUC over seeds (:func:`compare`
+    with :data:`JUDGED_PAIRS`); verdict by :func:`leakage_outcome`."""
+    claim = "Self-supervised APIs (representations) leak more per query than supervised APIs (labels, scores)."
+    leak = results["leakage"]
+    margin_table, scores = pd.DataFrame(leak["margins"]), pd.DataFrame(leak["scores"])
+    if margin_table.empty or scores.empty:
+        return Verdict(claim, "no leakage results were measured", "not evaluated")
+    tasks = judged_tasks(margin_table)
+    table = compare(scores, tasks)
+    verdict = leakage_outcome(table, tasks)
+    return Verdict(claim, leakage_evidence(margin_table, table, tasks, leak.get("budgets", [])), verdict)
+
+
+def leakage_evidence(margin_table: pd.DataFrame, comparisons: pd.DataFrame, tasks: Sequence[str], budgets) -> str:
+    """One paragraph: the victim's margins per task, which tasks are judged, and each comparison."""
+    parts = []
+    for task, g in margin_table.groupby("task", sort=False):
+        iv = mean_interval(g[f"margin_{METRIC}"].tolist())
+        status = "judged" if task in tasks else f"not judged (under {MIN_MARGIN:.0f} points)"
+        parts.append(
+            f"{task}: supervised victim {iv.mean:+.1f} points over a random-init encoder "
+            f"(few-label, 95 % CI {iv.low:.1f} to {iv.high:.1f}, {iv.n} seeds), {status}"
+        )
+    text = "; ".join(parts) + "."
+    if tasks:
+        text += (
+            f" Log-budget AUC of the few-label accuracy over {', '.join(str(b) for b in budgets)} queries, "
+            "paired differences over seeds (Holm over the judged comparisons): "
+        )
+        text += "; ".join(
+            f"{r.task} {r.comparison} {r.difference:+.1f} points [{r.low:.1f}, {r.high:.1f}], {r.outcome}"
+            for r in comparisons.itertuples()
+        )
+        text += "."
+    return text
+
+
+# ---- the leakage tables ----------------------------------------------------------------------------
+
+
+def interval_row(values: Sequence[float]) -> dict[str, float]:
+    iv = mean_interval(values) if len(values) >= 2 else None
+    mean = float(np.mean(values)) if len(values) else float("nan")
+    return {"mean": mean, "low": iv.low if iv else float("nan"), "high": iv.high if iv else float("nan")}
+
+
+def margin_summary(margin_table: pd.DataFrame, tasks_judged: Sequence[str]) -> pd.DataFrame:
+    """Per task: the victim's and the random-init encoder's probes, mean over seeds, and the margins
+    with their 95 % intervals; ``judged`` says whether the task enters the verdict."""
+    rows = []
+    for task, g in margin_table.groupby("task", sort=False):
+        row: dict[str, object] = {"task": task}
+        for probe in ("probe", "few_label"):
+            row[f"victim {probe}"] = g[f"victim_{probe}"].mean()
+            row[f"random-init {probe}"] = g[f"random_{probe}"].mean()
+            iv = interval_row(g[f"margin_{probe}"].tolist())
+            row[f"margin {probe}"], row[f"margin {probe} low"], row[f"margin {probe} high"] = (
+                iv["mean"],
+                iv["low"],
+                iv["high"],
+            )
+        row["judged"] = task in tasks_judged
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("task")
+
+
+def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per task and output: the statistic and the share of margin, mean and 95 % interval over seeds."""
+    rows = []
+    for (task, output), g in scores.groupby(["task", "output"], sort=False):
+        auc, share = interval_row(g.auc.tolist()), interval_row(g.share.dropna().tolist())
+        rows.append(
             {
-                "what": "train the SimCLR victim",
-                "seconds": train_seconds,
-                "usd": cost.training_cost(train_seconds, prices),
-            },
-            {"what": f"steal it: API bill ({int(row.queries_paid)} queries)", "seconds": None, "usd": steal_usd["api"]},
-            {"what": "steal it: attacker's compute", "seconds": float(row.attack_seconds), "usd": steal_usd["compute"]},
-        ]
-    ).set_index("what")
+                "task": task,
+                "output": output,
+                "AUC": auc["mean"],
+                "AUC low": auc["low"],
+                "AUC high": auc["high"],
+                "share of margin": share["mean"],
+                "share low": share["low"],
+                "share high": share["high"],
+                "seeds": len(g),
+            }
+        )
+    return pd.DataFrame(rows).set_index(["task", "output"])
 
 
-def cost_comparison(costs: pd.DataFrame) -> pd.Series:
-    """Our training and stealing cost beside the figures quoted around the paper (USD)."""
-    quoted = paper_tables.cost_figures().set_index("item")["usd"]
-    return pd.Series(
-        {
-            "train (ours)": costs.usd.iloc[0],
-            "steal (ours)": costs.usd.iloc[1:].sum(),
-            "train ResNet-50 SSL (quoted)": quoted["training a ResNet-50 SSL encoder"],
-            "steal it (quoted)": quoted["stealing such an encoder"],
-        }
+def curve_table(grid: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """Per task, output and budget: ``metric`` mean and 95 % interval over seeds (for the plot)."""
+    rows = []
+    for (task, output, budget), g in grid.groupby(["task", "output", "budget"], sort=False):
+        rows.append({"task": task, "output": output, "budget": budget, **interval_row(g[metric].tolist())})
+    return pd.DataFrame(rows)
+
+
+def fidelity_table(grid: pd.DataFrame) -> pd.DataFrame:
+    """Cosine and CKA of copies stolen from a representation API: mean over seeds per task,
+    output and budget (other outputs have none: :data:`FIDELITY_NOTE`)."""
+    rep = grid[grid.output.isin(REPRESENTATIONS)]
+    if rep.empty:
+        return pd.DataFrame(columns=["cosine", "cka"])
+    return rep.groupby(["task", "output", "budget"])[["cosine", "cka"]].mean()
+
+
+def leakage_sentences(margin_table: pd.DataFrame, comparisons: pd.DataFrame, tasks: Sequence[str]) -> dict[str, str]:
+    """The chapter's sentences on margins and comparisons, chosen from the results."""
+    summary = margin_summary(margin_table, tasks)
+    margin_parts = []
+    for task, r in summary.iterrows():
+        state = (
+            "judged"
+            if r.judged
+            else f"under the {MIN_MARGIN:.0f}-point rule, so the comparisons on {task} are shown but not judged"
+        )
+        margin_parts.append(
+            f"on {task} the supervised victim's few-label probe beats a random-init encoder by "
+            f"{r['margin few_label']:.1f} points (95 % CI {r['margin few_label low']:.1f} to "
+            f"{r['margin few_label high']:.1f}; full probe {r['margin probe']:.1f}): {state}"
+        )
+    margins_text = "Margins: " + "; ".join(margin_parts) + "."
+    if not tasks:
+        comp_text = (
+            f"No task passes the {MIN_MARGIN:.0f}-point rule at this scale, so no comparison is judged "
+            "and the claim is not evaluated."
+        )
+    else:
+        parts = []
+        for r in comparisons.itertuples():
+            what = (
+                f"**{r.outcome}** by {abs(r.difference):.1f} points (95 % CI {r.low:.1f} to {r.high:.1f})"
+                if r.holm_rejected
+                else f"**not separable** at this scale (difference {r.difference:+.1f}, 95 % CI {r.low:.1f} to "
+                f"{r.high:.1f})"
+            )
+            parts.append(f"on {r.task}, {r.comparison.replace(' - ', ' vs ')}: {what}")
+        comp_text = "Judged comparisons (Holm-corrected): " + "; ".join(parts) + "."
+    return {"leak_margins_text": margins_text, "leak_comparisons_text": comp_text}
+
+
+# ---- cost -------------------------------------------------------------------------------------------
+
+
+def _setups(results_cost: Mapping) -> list[cost.PaperSetup]:
+    return [cost.PaperSetup(**s) for s in results_cost["setups"]]
+
+
+def cost_grid(results_cost: Mapping) -> pd.DataFrame:
+    """Every (setup, accounting, compute price, API price) with its costs and ratio (:func:`cost.price_grid`)."""
+    tps = cost.throughputs(results_cost["throughput"])
+    rows = cost.price_grid(
+        _setups(results_cost), tps, results_cost["compute_prices"], results_cost["api_prices"], (False, True)
+    )
+    return pd.DataFrame(rows)
+
+
+def hours_table(results_cost: Mapping) -> pd.DataFrame:
+    """Per setup: images through the network and hours on the measured machine (query-once accounting;
+    the provider's hours under both accountings)."""
+    tps = cost.throughputs(results_cost["throughput"])
+    rows = []
+    for s in _setups(results_cost):
+        once, again = cost.hours(s, tps[s.arch], False), cost.hours(s, tps[s.arch], True)
+        rows.append(
+            {
+                "setup": s.name,
+                "training passes": s.train_passes,
+                "stealing passes": s.steal_passes,
+                "passes ratio": s.train_passes / s.steal_passes,
+                "training hours": once["train_hours"],
+                "stealing hours": once["steal_hours"],
+                "hours ratio": once["train_hours"] / once["steal_hours"],
+                "API answers (once)": once["api_queries"],
+                "API answers (re-query)": again["api_queries"],
+                "provider hours (once)": once["provider_hours"],
+                "provider hours (re-query)": again["provider_hours"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("setup")
+
+
+def break_even_table(results_cost: Mapping, factor: float = FAR_LESS) -> pd.DataFrame:
+    """Per setup, accounting and compute price: the API price per 1,000 queries above which stealing
+    costs more than training (break-even) and the one below which it is ``factor`` times cheaper
+    (NaN: not even with free queries)."""
+    tps = cost.throughputs(results_cost["throughput"])
+    rows = []
+    for s in _setups(results_cost):
+        for rq in (False, True):
+            for c in results_cost["compute_prices"]:
+                be = cost.api_price_for_ratio(s, tps[s.arch], c, 1.0, rq)
+                fl = cost.api_price_for_ratio(s, tps[s.arch], c, factor, rq)
+                rows.append(
+                    {
+                        "setup": s.name,
+                        "accounting": cost.ACCOUNTING[rq],
+                        "compute_per_hour": c,
+                        "break-even API price per 1k": float("nan") if be is None else be,
+                        f"{factor:g}x cheaper below (per 1k)": float("nan") if fl is None else fl,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def cost_outcome(ratios: Sequence[float], factor: float = FAR_LESS) -> str:
+    """ "reproduced" when every ratio training/stealing is at least ``factor``, "partly reproduced"
+    when some is, "not reproduced" when none is, "not evaluated" without any."""
+    if len(ratios) == 0:
+        return "not evaluated"
+    far = [r >= factor for r in ratios]
+    return "reproduced" if all(far) else "partly reproduced" if any(far) else "not reproduced"
+
+
+def judge_cost(results: Mapping) -> Verdict:
+    """Claim C6 from the chapter's saved results (``results["cost"]``: measured throughputs, the
+    paper's setups and the price ranges). For every setup, compute price and API price of the
+    ranges, with each query billed once (the paper's budgets): the ratio training cost / stealing
+    cost. Verdict by :func:`cost_outcome` with :data:`FAR_LESS`: reproduced when stealing is at least
+    that many times cheaper at every point of the range, partly when at some, not reproduced when
+    at none. The re-query-every-epoch accounting is reported in the evidence, not judged."""
+    claim = "Stealing an encoder costs far less than training it."
+    c = results.get("cost") or {}
+    if not c.get("throughput") or not c.get("setups") or not c.get("compute_prices") or not c.get("api_prices"):
+        return Verdict(claim, "no throughput or price range was measured", "not evaluated")
+    grid = cost_grid(c)
+    once = grid[grid.accounting == cost.ACCOUNTING[False]]
+    again = grid[grid.accounting == cost.ACCOUNTING[True]]
+    verdict = cost_outcome(once.train_over_steal.tolist())
+    return Verdict(claim, cost_evidence(c, once, again), verdict)
+
+
+def cost_evidence(results_cost: Mapping, once: pd.DataFrame, again: pd.DataFrame) -> str:
+    c = results_cost
+    tps = cost.throughputs(c["throughput"])
+    parts = [
+        f"{s}: training/stealing {g.train_over_steal.min():.1f}x to {g.train_over_steal.max():.1f}x, "
+        f"{int((g.train_over_steal >= FAR_LESS).sum())} of {len(g)} price points at least {FAR_LESS:g}x"
+        for s, g in once.groupby("setup", sort=False)
+    ]
+    tp = "; ".join(
+        f"{a}: victim step {t.victim_step:.2f}, stealing step {t.stealing_step:.2f}, API answer {t.api_answer:.2f} "
+        "images/s"
+        for a, t in tps.items()
+    )
+    prices = (
+        f"compute {', '.join(f'{x:g}' for x in c['compute_prices'])} USD/hour, API "
+        f"{', '.join(f'{x:g}' for x in c['api_prices'])} USD per 1,000 queries"
+    )
+    return (
+        f"Measured on {_machine_name(c.get('machine', {}))} ({tp}); prices {prices}. "
+        f"Each query billed once: {'; '.join(parts)}. Re-querying every epoch (official code): "
+        f"{int((again.train_over_steal >= FAR_LESS).sum())} of {len(again)} price points at least {FAR_LESS:g}x "
+        "(not judged)."
     )
 
 
-def _ssl_row(leak: pd.DataFrame, budget: int) -> pd.Series:
-    sel = leak[(leak.API == "SSL: representation") & (leak.budget == budget)]
-    if sel.empty:
-        raise ValueError(f"No SSL-representation attack at budget {budget} in the leakage grid.")
-    return sel.iloc[0]
+def _machine_name(machine: Mapping) -> str:
+    name = machine.get("cpu") or machine.get("processor") or "this machine"
+    threads = machine.get("threads")
+    return f"{name}, {threads} thread{'s' if threads != 1 else ''}" if threads else str(name)
 
 
-def headline(
-    outputs: pd.DataFrame, leak: pd.DataFrame, train_seconds: float, prices: cost.Prices, transfer_task: str
-) -> dict[str, float]:
-    """The numbers the chapter's prose states (and the claims page judges)."""
-    budget = int(leak.budget.max())
-    best = leak[leak.budget == budget].groupby(["API", "downstream"])["few_label"].mean().unstack()
-    row = _ssl_row(leak, budget)
-    train_usd = cost.training_cost(train_seconds, prices)
-    steal_usd = cost.stealing_cost(int(row.queries_paid), float(row.attack_seconds), prices)["total"]
-    return {
-        "repr_dim": float(outputs.loc["SSL: representation", "values returned"]),
-        "label_dim": float(outputs.loc["supervised: label", "values returned"]),
-        "prob_dim": float(outputs.loc["supervised: probabilities", "values returned"]),
-        "budget": float(budget),
-        "repr_few": best.loc["supervised model: representation", transfer_task],
-        "ssl_repr_few": best.loc["SSL: representation", transfer_task],
-        "prob_few": best.loc["supervised: probabilities", transfer_task],
-        "label_few": best.loc["supervised: label", transfer_task],
-        "train_usd": train_usd,
-        "steal_usd": steal_usd,
-        "train_over_steal": train_usd / max(steal_usd, 1e-12),
-        "breakeven": cost.break_even_price_per_1k(
-            train_seconds, int(row.queries_paid), float(row.attack_seconds), prices
-        ),
-        "price_per_1k": prices.api_per_1k,
-        "cpu_price_per_hour": prices.compute_per_hour,
-    }
+def machine_table(chapter: ApiCostChapter) -> pd.DataFrame:
+    """The machine the throughputs were measured on, as saved."""
+    return pd.Series(chapter.saved["cost"]["machine"], name="value").to_frame()
+
+
+def cost_sentences(results_cost: Mapping) -> dict[str, str]:
+    """The chapter's sentences on cost, chosen from the results."""
+    grid = cost_grid(results_cost)
+    once = grid[grid.accounting == cost.ACCOUNTING[False]]
+    again = grid[grid.accounting == cost.ACCOUNTING[True]]
+    outcome = cost_outcome(once.train_over_steal.tolist())
+    n_far, n = int((once.train_over_steal >= FAR_LESS).sum()), len(once)
+    lead = {
+        "reproduced": f"Billing each query once, stealing is at least {FAR_LESS:g} times cheaper than training at "
+        f"every one of the {n} (setup, compute price, API price) points of the range.",
+        "partly reproduced": f"Billing each query once, stealing is at least {FAR_LESS:g} times cheaper than training "
+        f"at {n_far} of the {n} (setup, compute price, API price) points of the range, not at the others.",
+        "not reproduced": f"Billing each query once, stealing is at least {FAR_LESS:g} times cheaper than training at "
+        f"none of the {n} (setup, compute price, API price) points of the range.",
+        "not evaluated": "No price point was evaluated.",
+    }[outcome]
+    worst = once.loc[once.train_over_steal.idxmin()] if n else None
+    detail = (
+        f" The least favourable point is {worst.setup} at {worst.compute_per_hour:g} USD per compute hour and "
+        f"{worst.api_per_1k:g} USD per 1,000 queries: training {worst.train_usd:,.0f} USD, stealing "
+        f"{worst.steal_usd:,.0f} USD (ratio {worst.train_over_steal:.1f})."
+        if worst is not None
+        else ""
+    )
+    n_again = int((again.train_over_steal >= FAR_LESS).sum())
+    requery = (
+        f"Re-sending every query in every epoch, as the official code does, multiplies the API bill by the "
+        f"number of stealing epochs: then stealing is at least {FAR_LESS:g} times cheaper at {n_again} of "
+        f"{len(again)} points."
+    )
+    return {"cost_text": lead + detail, "cost_requery_text": requery}
+
+
+def quoted_costs() -> pd.DataFrame:
+    """The paper's own cost figures, labelled as quoted with their provenance."""
+    return paper_tables.cost_figures().assign(origin="quoted, not measured").set_index("item")
+
+
+# ---- the chapter ------------------------------------------------------------------------------------
 
 
 @dataclass
 class ApiCostChapter:
-    """Everything chapter 1 shows."""
+    """Everything chapter 1 shows and saves."""
 
     outputs: pd.DataFrame
-    leak: pd.DataFrame
-    leak_table: pd.DataFrame
-    costs: pd.DataFrame
-    cost_bars: pd.Series
+    margins: pd.DataFrame
+    margin_summary: pd.DataFrame
+    grid: pd.DataFrame
+    scores: pd.DataFrame
+    score_summary: pd.DataFrame
+    curves: pd.DataFrame
+    comparisons: pd.DataFrame
+    fidelity: pd.DataFrame
+    judged: list[str]
+    throughput: pd.DataFrame
+    hours: pd.DataFrame
+    cost_grid: pd.DataFrame
+    break_even: pd.DataFrame
+    quoted: pd.DataFrame
+    text: dict[str, str]
     values: dict[str, float]
-    transfer_task: str
+    saved: dict = field(default_factory=dict)
 
     def results(self) -> dict:
-        """What the chapter saves for the claims page."""
-        return {"values": self.values, "transfer_task": self.transfer_task, "grid": self.leak.to_dict(orient="records")}
+        """What the chapter saves: everything :func:`judge_leakage` and :func:`judge_cost` read."""
+        return self.saved
 
 
 def run(p: Params) -> ApiCostChapter:
-    """Chapter 1: the SSL and supervised victims, what their APIs return, what equal numbers of
-    queries leak to an attacker, and the cost of training vs stealing."""
+    """Chapter 1: the two victims, what their APIs return, the leakage grid over outputs, budgets
+    and seeds with the victim's margins, and the paper-scale cost model from measured throughput."""
     ssl = train_victim(params.victim_config(p), device=p.device, progress=False)
     sup = train_victim(params.victim_config(p, method="supervised"), device=p.device, progress=False)
-    sizes = {"victim": p.victim_num_train, **params.probe_sizes(p)}
-    pool = role_splits(p.victim_dataset, {**sizes, "query": max(p.leak_budgets)}, seed=p.seed)
-    menu = api_menu(ssl, sup)
-    outputs = outputs_table(menu, pool["query"].images)
-    tasks = downstream_tasks(p, ssl.encoder, p.downstream_sets, p.victim_dataset, p.victim_num_train)
-    leak = leakage_grid(menu, pool["query"], tasks, p.leak_budgets, p.steal_epochs, p.seed, device=p.device)
-    prices = cost.Prices(compute_per_hour=p.cpu_price_per_hour, api_per_1k=p.price_per_1k)
-    costs = cost_table(ssl.train_seconds, leak, max(p.leak_budgets), prices)
-    transfer = p.downstream_sets[-1]
-    values = headline(outputs, leak, ssl.train_seconds, prices, transfer)
-    return ApiCostChapter(outputs, leak, leakage_table(leak), costs, cost_comparison(costs), values, transfer)
+    menu = api_menu(ssl if p.ssl_budgets else None, sup, p.top_k)
+    pool = query_pool(p, max(p.leak_budgets) * 4)
+    outputs = outputs_table(api_menu(ssl, sup, p.top_k), pool.images)
+    tasks = downstream_tasks(p, sup.encoder, p.downstream_sets, p.victim_dataset, p.victim_num_train)
+    victim_test = {"representation": {t.name: t.victim_features["probe_test"] for t in tasks}}
+    random = random_scores(tasks, p.seeds)
+    margin_table = margin_frame(victim_scores({t.name: t.victim_features for t in tasks}, tasks, p.seeds), random)
+    ssl_margins = None
+    if p.ssl_budgets:
+        ssl_feats = {t.name: {r: extract_features(ssl.encoder, t.splits[r]) for r in ROLES} for t in tasks}
+        victim_test[SSL] = {name: f["probe_test"] for name, f in ssl_feats.items()}
+        ssl_margins = margin_frame(victim_scores(ssl_feats, tasks, p.seeds), random)
+    grid = leakage_grid(
+        menu,
+        pool,
+        tasks,
+        p.leak_budgets,
+        p.seeds,
+        p.steal_epochs,
+        victim_test,
+        p.ssl_budgets,
+        p.leak_batch_size,
+        p.leak_lr,
+        device=p.device,
+    )
+    scores = leakage_scores(grid, margin_table)
+    judged = judged_tasks(margin_table)
+    comparisons = compare(scores, judged)
+    # cost
+    throughput = benchmarks.paper_architectures(p.bench_batch, p.bench_steps)
+    cost_results = {
+        "machine": benchmarks.machine_description(),
+        "throughput": throughput,
+        "setups": [s.as_dict() for s in cost.PAPER_SETUPS],
+        "compute_prices": list(p.compute_prices_per_hour),
+        "api_prices": list(p.api_prices_per_1k),
+        "factor": FAR_LESS,
+        "quoted": paper_tables.cost_figures().to_dict(orient="records"),
+    }
+    saved = {
+        "leakage": {
+            "metric": METRIC,
+            "statistic": "log-budget AUC of the few-label accuracy (%)",
+            "budgets": list(p.leak_budgets),
+            "seeds": list(p.seeds),
+            "tasks": list(p.downstream_sets),
+            "min_margin": MIN_MARGIN,
+            "alpha": ALPHA,
+            "top_k": p.top_k,
+            "margins": margin_table.to_dict(orient="records"),
+            "ssl_margins": [] if ssl_margins is None else ssl_margins.to_dict(orient="records"),
+            "grid": grid.to_dict(orient="records"),
+            "scores": scores.to_dict(orient="records"),
+            "judged_tasks": judged,
+            "comparisons": comparisons.to_dict(orient="records"),
+        },
+        "cost": cost_results,
+    }
+    text = {**leakage_sentences(margin_table, comparisons, judged), **cost_sentences(cost_results)}
+    text["leak_verdict_text"] = _verdict_sentence(judge_leakage(saved))
+    text["cost_verdict_text"] = _verdict_sentence(judge_cost(saved))
+    text["fidelity_note"] = FIDELITY_NOTE
+    hours = hours_table(cost_results)
+    same_budgets = sorted(p.ssl_budgets) == sorted(p.leak_budgets)  # else the SSL API has no comparable AUC
+    values = {
+        "repr_dim": float(outputs.loc["representation", "values returned"]),
+        "prob_dim": float(outputs.loc["probabilities", "values returned"]),
+        "top_k": float(p.top_k),
+        "n_seeds": float(len(p.seeds)),
+        "far_less": FAR_LESS,
+        "min_margin": MIN_MARGIN,
+        **{f"passes_ratio_{i}": float(r) for i, r in enumerate(hours["passes ratio"])},
+    }
+    return ApiCostChapter(
+        outputs,
+        margin_table,
+        margin_summary(margin_table, judged),
+        grid,
+        scores,
+        score_summary(leakage_scores(grid, margin_table, ssl_margins if same_budgets else None)),
+        curve_table(grid),
+        comparisons,
+        fidelity_table(grid),
+        judged,
+        pd.DataFrame(throughput),
+        hours,
+        cost_grid(cost_results),
+        break_even_table(cost_results),
+        quoted_costs(),
+        text,
+        values,
+        saved,
+    )
+
+
+def _verdict_sentence(v: Verdict) -> str:
+    return f"Verdict at this scale: **{v.verdict}**. {v.evidence}"
