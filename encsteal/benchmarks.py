@@ -144,81 +144,76 @@ PAPER_ARCHITECTURES: tuple[tuple[str, int], ...] = (("resnet34", 32), ("resnet50
 """(architecture, input size) of the paper's victims: CIFAR ResNet-34 at 32 px, ResNet-50 at 224 px."""
 
 
-def _timed(fn, steps: int) -> float:
-    """Seconds for ``steps`` calls of ``fn`` after one untimed warm-up call."""
-    fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return time.perf_counter() - start
-
-
 def paper_architecture(arch: str, size: int, batch: int = 4, steps: int = 2, seed: int = 0) -> list[dict[str, object]]:
-    """Images per second of ``arch`` at ``size`` px (3 channels, random images, on the CPU):
+    """Images per second of ``arch`` at ``size`` px (3 channels, random images, on the CPU), each
+    workload sending the same ``batch`` images through the encoder per step:
 
-    * ``victim step``: a SimCLR training step, two views of ``batch`` images through the encoder and
-      a 512-512-128 projection head, NT-Xent, backward and an SGD update (per view);
+    * ``victim step``: a SimCLR training step, two views of ``batch / 2`` images through the encoder
+      and a 512-512-128 projection head, NT-Xent, backward and an SGD update (per view);
     * ``stealing step``: the copy's training step on ``batch`` queries, MSE to stored answers,
       backward and an SGD update (per query);
     * ``API answer``: a forward-only pass of ``batch`` queries in inference mode (per query).
 
-    Each is timed over ``steps`` calls after one untimed warm-up call. Data loading and augmentation
-    are not timed (assumed to overlap with the steps)."""
+    Each is timed over ``steps`` calls after one untimed warm-up round, the three workloads
+    interleaved. Data loading and augmentation are not timed (assumed to overlap with the steps)."""
     from encsteal.losses import mse_loss, nt_xent
     from encsteal.models import ProjectionHead
 
-    if batch < 2 or steps < 1:
-        raise ValueError(f"Need batch >= 2 (NT-Xent) and steps >= 1, got batch={batch}, steps={steps}.")
+    if batch < 2 or batch % 2 or steps < 1:
+        raise ValueError(f"Need an even batch >= 2 (two views) and steps >= 1, got batch={batch}, steps={steps}.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         enc = build_encoder(arch, 3, size)
         head = ProjectionHead(enc.rep_dim, 512, 128)
-        x = torch.rand(2 * batch, 3, size, size)
+        x = torch.rand(batch, 3, size, size)
         target = torch.randn(batch, enc.rep_dim)
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    half = batch // 2
 
     def victim_step() -> None:
-        z = head(enc(x))
-        loss = nt_xent(z[:batch], z[batch:], 0.07)
+        z = head(enc(x))  # rows [:half] and [half:] are the two views
+        loss = nt_xent(z[:half], z[half:], 0.07)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def stealing_step() -> None:
-        loss = mse_loss(enc(x[:batch]), target)
+        loss = mse_loss(enc(x), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def api_answer() -> None:
         with torch.inference_mode():
-            enc(x[:batch])
+            enc(x)
 
-    enc.train()
-    head.train()
-    rows = []
-    for workload, fn, images in (
-        ("victim step", victim_step, 2 * batch),
-        ("stealing step", stealing_step, batch),
-        ("API answer", None, batch),
-    ):
-        if fn is None:
-            enc.eval()
-            fn = api_answer
-        seconds = _timed(fn, steps)
-        rows.append(
-            {
-                "arch": arch,
-                "image_size": size,
-                "workload": workload,
-                "batch": images,
-                "steps": steps,
-                "seconds": seconds,
-                "images_per_s": images * steps / seconds,
-            }
-        )
-    return rows
+    workloads = (
+        ("victim step", victim_step, True),
+        ("stealing step", stealing_step, True),
+        ("API answer", api_answer, False),
+    )
+    seconds = {w: 0.0 for w, _, _ in workloads}
+    for timed in range(steps + 1):  # interleaved, so that a change of load hits every workload alike
+        for workload, fn, train in workloads:
+            enc.train(train)
+            head.train(train)
+            start = time.perf_counter()
+            fn()
+            if timed:  # the first round warms up
+                seconds[workload] += time.perf_counter() - start
+    return [
+        {
+            "arch": arch,
+            "image_size": size,
+            "workload": workload,
+            "batch": batch,
+            "steps": steps,
+            "seconds": seconds[workload],
+            "images_per_s": batch * steps / seconds[workload],
+        }
+        for workload, _, _ in workloads
+    ]
 
 
 def paper_architectures(batch: int = 4, steps: int = 2) -> list[dict[str, object]]:

@@ -105,7 +105,7 @@ class Params:
     )
     # -- chapter 1: APIs and cost ----------------------------------------------------------------
     leak_budgets: list = _p(
-        [100, 400], "budgets", (API,), "query budgets of the API comparison (each seed's queries are nested)"
+        [300, 600], "budgets", (API,), "query budgets of the API comparison (each seed's queries are nested)"
     )
     downstream_sets: list = _p(
         ["mnistm", "photocrops"],
@@ -117,7 +117,7 @@ class Params:
     leak_batch_size: int = _p(32, "int+", (API,), "batch size of the API comparison's stealing runs")
     leak_lr: float = _p(3e-3, "float+", (API,), "Adam learning rate of the API comparison's stealing runs")
     ssl_budgets: list = _p(
-        [400], "budgets", (API,), "budgets at which the SSL victim's representation API is stolen too ([]: none)"
+        [], "budgets", (API,), "budgets at which the SSL victim's representation API is stolen too ([]: none)"
     )
     compute_prices_per_hour: list = _p(
         [0.01, 0.03, 0.1], "floats+", (API,), "compute prices (USD per hour of the measured machine) of the cost range"
@@ -125,7 +125,7 @@ class Params:
     api_prices_per_1k: list = _p(
         [0.01, 0.1, 1.0, 10.0], "floats0", (API,), "API prices (USD per 1,000 queries) of the cost range"
     )
-    bench_batch: int = _p(4, "int+", (API,), "images per timed step of the paper's architectures (>= 2)")
+    bench_batch: int = _p(4, "int+", (API,), "images per timed step of the paper's architectures (even, >= 2)")
     bench_steps: int = _p(2, "int+", (API,), "timed steps per workload (after one warm-up step)")
     # -- chapter 2: losses ------------------------------------------------------------------
     query_sets: list = _p(["fmnist", "digits"], "datasets", (LOSS,), "query data sets (first: in-distribution)")

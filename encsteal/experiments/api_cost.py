@@ -469,11 +469,25 @@ def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["task", "output"])
 
 
-def curve_table(grid: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
-    """Per task, output and budget: ``metric`` mean and 95 % interval over seeds (for the plot)."""
+def curve_table(
+    grid: pd.DataFrame, margin_table: pd.DataFrame, ssl_margins: pd.DataFrame | None = None, metric: str = METRIC
+) -> pd.DataFrame:
+    """Per task, output and budget: ``metric`` mean and 95 % interval over seeds, and the share of
+    the victim's margin over the random-init encoder it recovers (per seed, then mean and interval;
+    the SSL API's share against the SSL victim's margin, ``ssl_margins``)."""
+    tables = {False: margin_table.set_index(["task", "seed"])}
+    if ssl_margins is not None:
+        tables[True] = ssl_margins.set_index(["task", "seed"])
     rows = []
     for (task, output, budget), g in grid.groupby(["task", "output", "budget"], sort=False):
-        rows.append({"task": task, "output": output, "budget": budget, **interval_row(g[metric].tolist())})
+        row = {"task": task, "output": output, "budget": int(budget), **interval_row(g[metric].tolist())}
+        if (output == SSL) in tables:
+            m = tables[output == SSL]
+            victim = np.array([m.loc[(task, s), f"victim_{metric}"] for s in g.seed])
+            random = np.array([m.loc[(task, s), f"random_{metric}"] for s in g.seed])
+            share = interval_row(((g[metric].to_numpy() - random) / (victim - random)).tolist())
+            row.update({"share": share["mean"], "share low": share["low"], "share high": share["high"]})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -678,7 +692,28 @@ def cost_sentences(results_cost: Mapping) -> dict[str, str]:
         f"number of stealing epochs: then stealing is at least {FAR_LESS:g} times cheaper at {n_again} of "
         f"{len(again)} points."
     )
-    return {"cost_text": lead + detail, "cost_requery_text": requery}
+    be = break_even_table(results_cost)
+    col = "break-even API price per 1k"
+    ranges = []
+    for (setup, accounting), g in be.groupby(["setup", "accounting"], sort=False):
+        ranges.append(f"{setup}, {accounting}: {g[col].min():.3g} to {g[col].max():.3g} USD")
+    lo, hi = min(results_cost["compute_prices"]), max(results_cost["compute_prices"])
+    break_even = (
+        f"Over compute prices from {lo:g} to {hi:g} USD per hour, stealing costs more than training once the API "
+        "charges more than (per 1,000 queries): " + "; ".join(ranges) + "."
+    )
+    quoted = paper_tables.cost_figures().set_index("item")["usd"]
+    ratio = quoted["training a ResNet-50 SSL encoder"] / quoted["stealing such an encoder"]
+    quoted_text = (
+        f"The figures quoted around the paper (authors' blog, citing SSLGuard; not verified there) put training "
+        f"at {ratio:.0f} times the cost of stealing."
+    )
+    return {
+        "cost_text": lead + detail,
+        "cost_requery_text": requery,
+        "break_even_text": break_even,
+        "quoted_cost_text": quoted_text,
+    }
 
 
 def quoted_costs() -> pd.DataFrame:
@@ -802,7 +837,7 @@ def run(p: Params) -> ApiCostChapter:
         grid,
         scores,
         score_summary(leakage_scores(grid, margin_table, ssl_margins if same_budgets else None)),
-        curve_table(grid),
+        curve_table(grid, margin_table, ssl_margins),
         comparisons,
         fidelity_table(grid),
         judged,

@@ -347,3 +347,37 @@ def test_menu_varies_only_the_output():
     assert table.loc["label", "values returned"] == 1 and table.loc["topk", "non-zero values"] == 3
     assert table.loc["label", "bits per answer (at most)"] == 4
     assert table.loc["probabilities", "bits per answer (at most)"] == 320
+
+
+def test_curve_table_shares_use_each_victims_margin():
+    grid = pd.DataFrame(
+        [
+            {"task": "t", "output": o, "seed": s, "budget": 100, "few_label": acc}
+            for s in (0, 1)
+            for o, acc in (("label", 30.0), (api_cost.SSL, 40.0))
+        ]
+    )
+    sup = pd.DataFrame([{"task": "t", "seed": s, "victim_few_label": 60.0, "random_few_label": 20.0} for s in (0, 1)])
+    ssl = pd.DataFrame([{"task": "t", "seed": s, "victim_few_label": 40.0, "random_few_label": 20.0} for s in (0, 1)])
+    table = api_cost.curve_table(grid, sup, ssl).set_index("output")
+    assert table.loc["label", "share"] == pytest.approx(0.25)
+    assert table.loc[api_cost.SSL, "share"] == pytest.approx(1.0)
+    assert table.loc["label", "mean"] == 30.0
+
+
+def test_paper_architecture_times_every_workload_on_equal_batches():
+    from encsteal import benchmarks
+
+    rows = benchmarks.paper_architecture("convnet", 32, batch=4, steps=1)
+    assert [r["workload"] for r in rows] == list(cost.WORKLOADS)
+    assert all(r["batch"] == 4 and r["images_per_s"] > 0 for r in rows)
+    assert set(cost.throughputs(rows)) == {"convnet"}
+    with pytest.raises(ValueError, match="even batch"):
+        benchmarks.paper_architecture("convnet", 32, batch=3)
+
+
+def test_cost_sentences_state_the_break_even_range_and_the_quoted_ratio():
+    text = api_cost.cost_sentences(_cost_results(_throughput(), compute=(0.01, 0.1), api=(0.0, 1.0))["cost"])
+    assert "0.01 to 0.1 USD per hour" in text["break_even_text"]
+    assert text["break_even_text"].count("USD") == 1 + 3 * 2  # one range per setup and accounting
+    assert "79 times" in text["quoted_cost_text"]
