@@ -504,7 +504,9 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
             how = f"{fp['k']} are called stolen (not significantly more than the test's level of {100 * alpha:g} %)"
         text["wm_fpr_text"] = (
             f"Of {fp['n']} independent models, {how}: a false-positive rate of {100 * fp['rate']:.0f} % "
-            f"(95 % CI {100 * fp['low']:.0f}-{100 * fp['high']:.0f} %)."
+            f"(95 % CI {100 * fp['low']:.0f}-{100 * fp['high']:.0f} %). Tested alone at α, without the "
+            f"correction, {_pct(false_positive_rate(t, 'single'))} would be, and "
+            f"{_pct(detection_rate(t, 'single'))} of the copies."
         )
     else:
         text["wm_fpr_text"] = "No independent models were tested."
@@ -537,6 +539,12 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
             f"(p = {row['p_value']:.2g}); the watermarked victim scores {victim['watermark_acc']:.1f} % "
             f"(p = {victim['p_value']:.2g})."
         )
+        if bool(row["stolen"]):
+            text["wm_lineage_text"] += (
+                " The unwatermarked victim already stands out from the references, so part of what the test "
+                "detects is the victim's lineage (features the MLP was fitted on), not only the embedded rotation "
+                "task; a copy may inherit either."
+            )
     else:
         text["wm_lineage_text"] = f"The watermarked victim scores {victim['watermark_acc']:.1f} %."
     text["wm_verdict_text"] = f"**Verdict: {verdict.verdict}.** {verdict.evidence}"

@@ -259,9 +259,13 @@ def test_sentences_follow_the_results():
     text = conclusion_text(results, judge_watermark(results))
     assert set(text) == {"wm_detection_text", "wm_fpr_text", "wm_same_init_text", "wm_lineage_text", "wm_verdict_text"}
     assert "20 of 20" in text["wm_detection_text"] and "mse at 250 queries: 5 of 5" in text["wm_detection_text"]
-    assert "none is called stolen" in text["wm_fpr_text"]
+    assert "none is called stolen" in text["wm_fpr_text"] and "without the correction, 0 of 16" in text["wm_fpr_text"]
+    for r in results["rows"]:
+        if r["model"] == "reference 3":
+            r["single"] = True  # flagged alone, not after Holm
+    assert "without the correction, 1 of 16" in conclusion_text(results, judge_watermark(results))["wm_fpr_text"]
     assert "score higher than" in text["wm_same_init_text"]  # same-init copies 62..66.6 vs 60..64
-    assert "is called stolen" in text["wm_lineage_text"]
+    assert "is called stolen" in text["wm_lineage_text"] and "lineage" in text["wm_lineage_text"]
     assert text["wm_verdict_text"].startswith("**Verdict: reproduced.**")
 
     many = _full(independent_flags=[True] * 5 + [False] * 11)
@@ -272,6 +276,11 @@ def test_sentences_follow_the_results():
     assert "score lower than" in conclusion_text(lower, judge_watermark(lower))["wm_same_init_text"]
     mixed = _full(own_acc=[60, 61, 62, 63, 64], same_acc=[61, 60, 63, 62, 64.5])
     assert "are not separable from" in conclusion_text(mixed, judge_watermark(mixed))["wm_same_init_text"]
+    for r in mixed["rows"]:
+        if r["role"] == "same lineage":
+            r["stolen"] = False
+    lineage = conclusion_text(mixed, judge_watermark(mixed))["wm_lineage_text"]
+    assert "is not called stolen" in lineage and "lineage" not in lineage
 
 
 def test_headline_and_group_summary():
