@@ -35,6 +35,7 @@ called stolen, each with its exact (Clopper-Pearson) 95 % interval over the mode
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -322,6 +323,44 @@ def same_init_comparison(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> di
     }
 
 
+def cell_shifts(rows: pd.DataFrame | Sequence[Mapping[str, Any]], alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Does the watermark transfer *on average*? For each (loss, budget) cell of copies stolen from
+    the watermarked victim: their mean watermark accuracy (%) with its 95 % t interval over seeds,
+    the references' mean, the difference, and the one-sided Welch t-test that the copies score
+    higher than the references (``p_value``), Holm-corrected over the cells at ``alpha`` (``above``).
+    Cells with fewer than two copies, or fewer than two references, are left out."""
+    t = _table(rows)
+    refs = t.loc[t["role"] == "reference", "watermark_acc"].to_numpy(dtype=float)
+    copies = t[t["role"].isin(DETECTED_ROLES)]
+    if len(refs) < 2 or not len(copies):
+        return []
+    out = []
+    for (loss, budget), g in copies.groupby(["loss", "budget"]):
+        acc = g["watermark_acc"].to_numpy(dtype=float)
+        if len(acc) < 2:
+            continue
+        iv = mean_interval(acc) if np.ptp(acc) > 0 else None
+        with warnings.catch_warnings():  # identical accuracies (a degenerate smoke run): p = NaN, taken as 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(sps.ttest_ind(acc, refs, equal_var=False, alternative="greater").pvalue)
+        out.append(
+            {
+                "loss": str(loss),
+                "budget": int(budget),
+                "n": len(acc),
+                "mean": float(acc.mean()),
+                "low": iv.low if iv else float(acc.mean()),
+                "high": iv.high if iv else float(acc.mean()),
+                "refs_mean": float(refs.mean()),
+                "diff": float(acc.mean() - refs.mean()),
+                "p_value": p if math.isfinite(p) else 1.0,
+            }
+        )
+    for cell, above in zip(out, holm([c["p_value"] for c in out], alpha), strict=True):
+        cell["above"] = above
+    return out
+
+
 def _group(row: pd.Series) -> str:
     role = row["role"]
     if role in ("stolen", "same init", "stolen from independent"):
@@ -388,6 +427,7 @@ def watermark_results(
         "false_positive": false_positive_rate(table),
         "false_positive_single": false_positive_rate(table, "single"),
         "detection_single": detection_rate(table, "single"),
+        "cells": cell_shifts(table, alpha),
         "same_init": same_init_comparison(table),
         "cost": dict(cost) if cost is not None else None,
     }
@@ -422,12 +462,15 @@ def judge_watermark(results: Mapping[str, Any]) -> Verdict:
        fewer than :data:`MIN_SEEDS` seeds (or none at all); or the watermarked victim itself is not
        called stolen (no watermark to transfer).
     2. **not reproduced** when the watermark flags independent models (the false-positive rate's
-       interval lies above ``alpha``: its lower end exceeds ``alpha``) or fails to flag copies (the
-       detection rate's interval lies below :data:`DETECTION_LEVEL`).
+       interval lies above ``alpha``: its lower end exceeds ``alpha``), or when it does not transfer
+       at all: the detection rate's interval lies below :data:`DETECTION_LEVEL` *and* no cell of
+       copies scores higher than the references on average (:func:`cell_shifts`).
     3. **reproduced** when the observed false-positive rate is at most ``alpha`` and the detection
        rate's interval lies above :data:`DETECTION_LEVEL` (its lower end exceeds it).
-    4. **partly reproduced** otherwise: a false-positive rate above ``alpha`` but not significantly,
-       or a detection rate whose interval contains :data:`DETECTION_LEVEL`.
+    4. **partly reproduced** otherwise: a false-positive rate above ``alpha`` but not significantly;
+       a detection rate whose interval contains :data:`DETECTION_LEVEL`; or copies that score higher
+       than the references on average (the watermark transfers) but too few are called stolen one
+       by one (it does not identify them).
 
     The false-positive rate's upper end is not required to be below ``alpha``: with tens of
     independent models no interval is that narrow (0 of 16 gives an upper end of 21 %).
@@ -445,6 +488,13 @@ def judge_watermark(results: Mapping[str, Any]) -> Verdict:
         f"copies stolen from the watermarked victim called stolen: {_pct(det)}; independent models called "
         f"stolen: {_pct(fp)}; Holm over {int(t['family'].sum())} suspects at alpha = {alpha:g}"
     )
+    shifts = cell_shifts(t, alpha)
+    if shifts:
+        above = [f"{c['loss']} at {c['budget']} queries ({c['diff']:+.1f} points)" for c in shifts if c["above"]]
+        evidence += (
+            f"; cells of copies scoring higher than the references on average (Welch, Holm over cells): "
+            f"{len(above)} of {len(shifts)}" + (f" ({', '.join(above)})" if above else "")
+        )
     same = same_init_comparison(t)
     if same is not None:
         evidence += (
@@ -463,7 +513,8 @@ def judge_watermark(results: Mapping[str, Any]) -> Verdict:
         return Verdict(
             CLAIM, "Not judged: " + "; ".join(thin) + ". " + evidence[0].upper() + evidence[1:] + ".", "not evaluated"
         )
-    if fp["low"] > alpha or det["high"] < DETECTION_LEVEL:
+    transfers = any(c["above"] for c in shifts)
+    if fp["low"] > alpha or (det["high"] < DETECTION_LEVEL and not transfers):
         verdict = "not reproduced"
     elif fp["rate"] <= alpha and det["low"] > DETECTION_LEVEL:
         verdict = "reproduced"
@@ -493,6 +544,19 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
             f"After Holm's correction, {_pct(det)} of the copies stolen from the watermarked victim are called "
             f"stolen ({'; '.join(cells)})."
         )
+        shifts = cell_shifts(t, alpha)
+        if shifts:
+            means = "; ".join(
+                f"{c['loss']} at {c['budget']} queries {c['mean']:.1f} % (95 % CI {c['low']:.1f}-{c['high']:.1f})"
+                for c in shifts
+            )
+            above = [f"{c['loss']} at {c['budget']} queries" for c in shifts if c["above"]]
+            where = f"in {len(above)} of {len(shifts)} cells ({', '.join(above)})" if above else "in no cell"
+            text["wm_detection_text"] += (
+                f" On average over seeds, the copies score {means}, against the references' "
+                f"{shifts[0]['refs_mean']:.1f} %: higher than the references (Welch's one-sided t-test, Holm over "
+                f"the cells) {where}."
+            )
     else:
         text["wm_detection_text"] = "No copies of the watermarked victim were tested."
     if fp["n"]:

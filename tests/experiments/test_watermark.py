@@ -20,6 +20,7 @@ from encsteal.experiments.watermark import (
     INDEPENDENT_ROLES,
     Model,
     build_models,
+    cell_shifts,
     conclusion_text,
     detection_rate,
     false_positive_rate,
@@ -143,17 +144,21 @@ def _rows(
     victim=True,
     same_acc=None,
     own_acc=None,
+    copy_acc=None,
 ) -> list[dict]:
-    """Synthetic results rows: copies (2 losses x 2 budgets x ``seeds``), 10 references, one
-    other-data model, copies of references, the controls; ``stolen_flags`` / ``independent_flags``:
-    the decisions of the copies / independent models in order (default: all / none flagged)."""
+    """Synthetic results rows: copies (2 losses x 2 budgets x ``seeds``), 10 references (52.0 to
+    52.9 %), one other-data model, copies of references, the controls; ``stolen_flags`` /
+    ``independent_flags``: the decisions of the copies / independent models in order (default: all /
+    none flagged); copies score ``own_acc`` (mse, 250 queries; default 60-64 %) and 65-66.2 % (other
+    cells), or ``copy_acc`` + 0.2 * seed in every cell."""
     rows = [dict(model="watermarked victim", role="victim", watermark_acc=90.0, stolen=victim, family=False)]
     rows.append(dict(model="before", role="same lineage", watermark_acc=67.0, stolen=True, family=False))
     copies = [(loss, b, s) for loss in ("mse", "infonce") for b in (250, 1000) for s in range(seeds)]
     flags = stolen_flags if stolen_flags is not None else [True] * len(copies)
     own = own_acc or [60.0 + s for s in range(seeds)]
     for (loss, b, s), f in zip(copies, flags, strict=True):
-        acc = own[s] if (loss, b) == ("mse", 250) else 65.0
+        acc = own[s] if (loss, b) == ("mse", 250) else 65.0 + 0.3 * s
+        acc = acc if copy_acc is None else copy_acc + 0.2 * s
         rows.append(
             dict(model=f"c {loss} {b} {s}", role="stolen", loss=loss, budget=b, seed=s, watermark_acc=acc, stolen=f)
         )
@@ -193,6 +198,21 @@ def test_rates_count_the_right_models():
     assert set(INDEPENDENT_ROLES) == {"reference", "other data", "stolen from independent"}
 
 
+def test_cell_shifts_compare_each_cell_with_the_references():
+    cells = cell_shifts(_rows(), 0.05)
+    assert [(c["loss"], c["budget"]) for c in cells] == [
+        ("infonce", 250),
+        ("infonce", 1000),
+        ("mse", 250),
+        ("mse", 1000),
+    ]
+    mse = cells[2]
+    assert mse["mean"] == pytest.approx(62.0) and mse["refs_mean"] == pytest.approx(52.45) and mse["above"]
+    flat = cell_shifts(_rows(copy_acc=52.0), 0.05)
+    assert not any(c["above"] for c in flat) and all(c["p_value"] > 0.05 for c in flat)
+    assert cell_shifts([r for r in _rows() if r["role"] != "reference"]) == []
+
+
 def test_same_init_comparison_pairs_by_seed():
     rows = _rows(own_acc=[60, 61, 62, 63, 64], same_acc=[63, 64, 66, 66, 68])
     c = same_init_comparison(rows)
@@ -215,9 +235,15 @@ def test_not_reproduced_when_the_watermark_flags_independent_models():
     assert v.verdict == "not reproduced" and "5 of 16" in v.evidence
 
 
-def test_not_reproduced_when_copies_are_not_flagged():
-    v = judge_watermark(_results(stolen_flags=[True] * 2 + [False] * 18))  # 2/20: CI 1-32 % < 50 %
-    assert v.verdict == "not reproduced"
+def test_not_reproduced_when_copies_are_neither_flagged_nor_above_the_references():
+    flags = [True] * 2 + [False] * 18  # 2/20: CI 1-32 % < 50 %
+    v = judge_watermark(_results(stolen_flags=flags, copy_acc=52.0))  # copies 52.0-52.8 %, references 52.0-52.9 %
+    assert v.verdict == "not reproduced" and "0 of 4" in v.evidence
+
+
+def test_partly_when_copies_score_above_the_references_but_are_not_identified():
+    v = judge_watermark(_results(stolen_flags=[False] * 20))  # copies 60-65 %, references 52.0-52.9 %
+    assert v.verdict == "partly reproduced" and "0 of 20" in v.evidence and "4 of 4" in v.evidence
 
 
 def test_partly_when_half_the_copies_or_one_independent_model_are_flagged():
@@ -259,6 +285,9 @@ def test_sentences_follow_the_results():
     text = conclusion_text(results, judge_watermark(results))
     assert set(text) == {"wm_detection_text", "wm_fpr_text", "wm_same_init_text", "wm_lineage_text", "wm_verdict_text"}
     assert "20 of 20" in text["wm_detection_text"] and "mse at 250 queries: 5 of 5" in text["wm_detection_text"]
+    assert "in 4 of 4 cells" in text["wm_detection_text"]
+    flat = _full(copy_acc=52.0)
+    assert "in no cell" in conclusion_text(flat, judge_watermark(flat))["wm_detection_text"]
     assert "none is called stolen" in text["wm_fpr_text"] and "without the correction, 0 of 16" in text["wm_fpr_text"]
     for r in results["rows"]:
         if r["model"] == "reference 3":
