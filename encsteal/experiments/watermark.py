@@ -637,7 +637,7 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
     threshold = float(victim_row(t)["threshold"])
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"single-test threshold ({threshold:.1f} %)")
     ax.axvline(100 / TASKS[task], color="grey", ls=":", lw=1, label="chance")
-    ax.scatter([], [], color="k", s=36, label="called stolen (Holm)")
+    ax.scatter([], [], color="k", s=36, label="called stolen (Holm in the family, else single test)")
     ax.scatter([], [], facecolors="none", edgecolors="k", s=36, label="not called stolen")
     ax.set_xlabel("watermark accuracy through the victim's rotation MLP (%)")
     ax.legend(loc="lower right", fontsize=8)
