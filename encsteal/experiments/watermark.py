@@ -541,9 +541,18 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
         for (loss, b), g in t[t["role"].isin(DETECTED_ROLES)].groupby(["loss", "budget"]):
             cells.append(f"{loss} at {int(b)} queries: {_flagged(g)} of {len(g)}")
         text["wm_detection_text"] = (
-            f"After Holm's correction, {_pct(det)} of the copies stolen from the watermarked victim are called "
-            f"stolen ({'; '.join(cells)})."
+            f"After Holm's correction, {det['k']} of the {det['n']} copies stolen from the watermarked victim are "
+            f"called stolen ({100 * det['rate']:.0f} %, 95 % CI {100 * det['low']:.0f}-{100 * det['high']:.0f} %; "
+            f"{'; '.join(cells)})."
         )
+        fam = t[t["family"].astype(bool)]
+        copies = t[t["role"].isin(DETECTED_ROLES)]
+        if len(fam) and len(copies):
+            best = copies.loc[copies["p_value"].idxmin()]
+            text["wm_detection_text"] += (
+                f" Holm's first step asks for p < α/{len(fam)} = {alpha / len(fam):.2g}; the copy with the smallest "
+                f"p-value ({best['model']}, {best['watermark_acc']:.1f} %) has p = {best['p_value']:.2g}."
+            )
         shifts = cell_shifts(t, alpha)
         if shifts:
             means = "; ".join(
@@ -568,9 +577,9 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
             how = f"{fp['k']} are called stolen (not significantly more than the test's level of {100 * alpha:g} %)"
         text["wm_fpr_text"] = (
             f"Of {fp['n']} independent models, {how}: a false-positive rate of {100 * fp['rate']:.0f} % "
-            f"(95 % CI {100 * fp['low']:.0f}-{100 * fp['high']:.0f} %). Tested alone at α, without the "
-            f"correction, {_pct(false_positive_rate(t, 'single'))} would be, and "
-            f"{_pct(detection_rate(t, 'single'))} of the copies."
+            f"(95 % CI {100 * fp['low']:.0f}-{100 * fp['high']:.0f} %). Tested one by one at α, without the "
+            f"correction, {_pct(false_positive_rate(t, 'single'))} of the independent models and "
+            f"{_pct(detection_rate(t, 'single'))} of the copies would be called stolen."
         )
     else:
         text["wm_fpr_text"] = "No independent models were tested."
@@ -592,7 +601,7 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
             f"{same['n']} seeds) {how} their twins that start from their own "
             f"({same['same_mean']:.1f} % against {same['own_mean']:.1f} %, paired difference "
             f"{same['diff']:+.1f} points, 95 % CI {same['low']:+.1f} to {same['high']:+.1f}): {meaning}; "
-            f"{same['same_flagged']} and {same['own_flagged']} of them are called stolen."
+            f"called stolen: {same['same_flagged']} of {same['n']} and {same['own_flagged']} of {same['n']}."
         )
     lineage = t[t["role"] == "same lineage"]
     if len(lineage):

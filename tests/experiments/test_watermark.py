@@ -284,7 +284,10 @@ def test_sentences_follow_the_results():
     results = _full()
     text = conclusion_text(results, judge_watermark(results))
     assert set(text) == {"wm_detection_text", "wm_fpr_text", "wm_same_init_text", "wm_lineage_text", "wm_verdict_text"}
-    assert "20 of 20" in text["wm_detection_text"] and "mse at 250 queries: 5 of 5" in text["wm_detection_text"]
+    assert (
+        "20 of the 20 copies" in text["wm_detection_text"] and "mse at 250 queries: 5 of 5" in text["wm_detection_text"]
+    )
+    assert "α/41 = 0.0012" in text["wm_detection_text"] and "p = 0.001." in text["wm_detection_text"]
     assert "in 4 of 4 cells" in text["wm_detection_text"]
     flat = _full(copy_acc=52.0)
     assert "in no cell" in conclusion_text(flat, judge_watermark(flat))["wm_detection_text"]
