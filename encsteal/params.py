@@ -153,7 +153,13 @@ class Params:
     # -- chapter 5: the watermark -----------------------------------------------------------------
     watermark_task: str = _p("binary", "choice", (WATERMARK,), "rotation task", WATERMARK_TASKS)
     watermark_epochs: int = _p(6, "int+", (WATERMARK,), "watermark fine-tuning epochs")
-    watermark_budgets: list = _p([500, 1000], "budgets", (WATERMARK,), "queries of the stolen suspects")
+    watermark_budgets: list = _p(
+        [250, 1000], "budgets", (WATERMARK,), "queries of the stolen suspects (the smallest: also the two arms')"
+    )
+    watermark_query_pool: int = _p(
+        5000, "int+", (WATERMARK,), "attacker's query pool: each seed draws its own queries from it"
+    )
+    watermark_alpha: float = _p(0.05, "float+", (WATERMARK,), "family-wise level of the ownership tests (Holm)")
     reference_seeds: list = _p(
         [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "seeds",

@@ -1,5 +1,6 @@
-"""Chapter 5: the transferability table on a tiny watermarked encoder; its headline and figure on
-synthetic tables."""
+"""Chapter 5: the models, the transferability table (on a tiny watermarked encoder and on small
+untrained ones), the rates and their intervals, the same-initialisation comparison, and the judge
+and the chosen sentences on synthetic results, one for each outcome."""
 
 import math
 
@@ -8,87 +9,333 @@ import pandas as pd
 import pytest
 import torch
 
+from encsteal.api import EncoderAPI
+from encsteal.attack import StealConfig, build_stolen
+from encsteal.cache import ResultCache
+from encsteal.data import load
 from encsteal.experiments.watermark import (
-    decision_threshold,
+    CLAIM,
+    DETECTION_LEVEL,
+    FAMILY_ROLES,
+    INDEPENDENT_ROLES,
+    Model,
+    build_models,
+    cell_shifts,
+    conclusion_text,
+    detection_rate,
+    false_positive_rate,
+    group_summary,
     headline,
+    judge_watermark,
     plot_transferability,
+    query_subset,
+    rate,
+    same_init_comparison,
+    table_view,
     transferability_table,
-    victim_row,
+    victim_initialisation,
+    watermark_results,
 )
-from encsteal.models import SmallConvNet
-from encsteal.watermark import WatermarkConfig
+from encsteal.models import ProjectionHead, SmallConvNet
+from encsteal.stats import holm
+from encsteal.victims import Victim, VictimConfig
+from encsteal.watermark import WatermarkConfig, WatermarkedVictim, WatermarkMLP
 
 WIDTHS = (16, 32, 64, 64)
 
 
-def test_transferability_table_decides(tiny_watermark):
+# ---- building and scoring models -------------------------------------------------------------
+
+
+def test_query_subsets_are_per_seed_and_nested_across_budgets():
+    pool = load("mnist5k", "train").subset(torch.arange(100))
+    a, b = query_subset(pool, 40, 0), query_subset(pool, 40, 1)
+    assert torch.equal(a.images, query_subset(pool, 40, 0).images)  # reproducible
+    assert not torch.equal(a.images, b.images)  # each seed its own queries
+    assert torch.equal(query_subset(pool, 20, 0).images, a.images[:20])  # a smaller budget is a subset
+    with pytest.raises(ValueError, match="query pool"):
+        query_subset(pool, 101, 0)
+
+
+def test_the_same_init_arm_starts_from_the_victims_initial_weights():
+    base = VictimConfig(dataset="mnist5k", num_train=64, epochs=1, seed=3)
+    init = victim_initialisation(base, 1, 28)
+    api = EncoderAPI(SmallConvNet(1))
+    same, _ = build_stolen(StealConfig(seed=0, init_seed=3), api, 1, 28)
+    own, _ = build_stolen(StealConfig(seed=3), api, 1, 28)
+    w = next(iter(init.state_dict()))
+    assert torch.equal(same.state_dict()[w], init.state_dict()[w])
+    assert not torch.equal(own.state_dict()[w], init.state_dict()[w])  # seed 3's copy: its own stream
+
+
+def test_build_models_and_table_on_small_models(tmp_path):
+    torch.manual_seed(0)
+    base = VictimConfig(dataset="mnist5k", num_train=64, epochs=1, seed=0)
+    enc, head = SmallConvNet(1), ProjectionHead(256, 64, 32)
+    wm = WatermarkedVictim(base, WatermarkConfig(), enc.eval(), head.eval(), WatermarkMLP(256).eval())
+    refs = {f"ref {s}": Victim(base, SmallConvNet(1).eval(), ProjectionHead(256, 64, 32).eval(), ()) for s in range(3)}
+    other = {"other": Victim(base, SmallConvNet(1).eval(), ProjectionHead(256, 64, 32).eval(), ())}
+    pool = load("mnist5k", "train").subset(torch.arange(60))
+    attacks = {"mse": StealConfig(loss="mse", epochs=1, batch_size=16), "infonce": StealConfig(epochs=1, batch_size=16)}
+    models = build_models(
+        wm, pool, attacks, [20, 40], [0, 1], refs, other, original=refs["ref 0"], cache=ResultCache(tmp_path)
+    )
+    roles = pd.Series([m.role for m in models]).value_counts().to_dict()
+    assert roles == {
+        "stolen": 8,  # 2 losses x 2 budgets x 2 seeds
+        "same init": 2,
+        "stolen from independent": 2,
+        "random": 2,
+        "victim": 1,
+        "same lineage": 1,
+        "other data": 1,
+        "initialisation": 1,
+    }
+    arm = [m for m in models if m.role in ("same init", "stolen from independent")]
+    assert {(m.loss, m.budget) for m in arm} == {("mse", 20)}  # the first loss, the smallest budget
+    assert [m.source for m in models if m.role == "stolen from independent"] == ["ref 0", "ref 1"]
+    images = load("mnist5k", "test").images[:64]
+    table = transferability_table(wm.mlp, "binary", models, {n: v.encoder for n, v in refs.items()}, images)
+    assert len(table) == len(models) + 3
+    assert table.loc["ref 1", "references"] == 2 and table.loc["watermarked victim", "references"] == 3
+    copy_of_ref1 = table[(table.role == "stolen from independent") & (table.source == "ref 1")].iloc[0]
+    assert copy_of_ref1["references"] == 2  # its source is left out
+    fam = table[table.family]
+    assert set(fam.role) == set(FAMILY_ROLES)
+    assert list(fam.stolen) == holm(fam.p_value.tolist(), 0.05)
+    outside = table[~table.family]
+    assert (outside.stolen == outside.single).all()
+    assert list(table_view(table).columns)[-2:] == ["single", "stolen"]
+
+
+def test_transferability_table_flags_the_watermarked_encoder(tiny_watermark):
     enc, mlp, held_out, _ = tiny_watermark
-
-    class _WM:  # the table needs only the MLP and the task
-        config = WatermarkConfig()
-
-    _WM.mlp = mlp
     refs = {}
-    for s in range(3):
+    for s in range(4):
         torch.manual_seed(10 + s)
         refs[f"ref {s}"] = SmallConvNet(1, widths=WIDTHS).eval()
     torch.manual_seed(20)
-    suspects = {"victim": ("victim", enc), "other": ("random", SmallConvNet(1, widths=WIDTHS).eval())}
-    table = transferability_table(_WM, suspects, refs, held_out)
+    models = [Model("victim", "victim", enc), Model("other", "other data", SmallConvNet(1, widths=WIDTHS).eval())]
+    table = transferability_table(mlp, "binary", models, refs, held_out)
     assert bool(table.loc["victim", "stolen"]) and not bool(table.loc["other", "stolen"])
     assert table.loc["victim", "p_value"] < 0.05 and table.loc["ref 0", "role"] == "reference"
-    assert {"watermark_acc", "ci_low", "ci_high", "threshold", "tested_against"} <= set(table.columns)
+    assert not table.loc[["ref 0", "ref 1", "ref 2", "ref 3"], "stolen"].any()
+    with pytest.raises(ValueError, match="at least 3 references"):
+        transferability_table(mlp, "binary", models, dict(list(refs.items())[:2]), held_out)
 
 
-def _synthetic_table(probe: bool = True) -> pd.DataFrame:
-    rows = [
-        ("watermarked victim", "victim", 90.0, 60.0, True, 80.0),
-        ("victim before watermarking", "same lineage", 52.0, 60.0, False, 81.5),
-        ("stolen mse, 50 queries", "stolen", 65.0, 60.0, True, 70.0),
-        ("stolen infonce, 50 queries", "stolen", 58.0, 60.0, False, 72.0),
-        ("random init", "random", 50.0, 60.0, False, 30.0),
-        ("independent seed 1", "reference", 54.0, 58.0, False, 79.0),
-        ("independent seed 2", "reference", 56.0, 57.0, False, 78.0),
+# ---- rates -----------------------------------------------------------------------------------
+
+
+def test_rate_is_clopper_pearson():
+    r = rate(0, 16)
+    assert r["rate"] == 0 and r["low"] == 0 and r["high"] == pytest.approx(0.2059, abs=1e-4)
+    r = rate(10, 20)
+    assert (r["low"], r["high"]) == (pytest.approx(0.2720, abs=1e-4), pytest.approx(0.7280, abs=1e-4))
+    assert math.isnan(rate(0, 0)["rate"])
+    with pytest.raises(ValueError):
+        rate(3, 2)
+
+
+def _rows(
+    stolen_flags=None,
+    independent_flags=None,
+    seeds=5,
+    victim=True,
+    same_acc=None,
+    own_acc=None,
+    copy_acc=None,
+) -> list[dict]:
+    """Synthetic results rows: copies (2 losses x 2 budgets x ``seeds``), 10 references (52.0 to
+    52.9 %), one other-data model, copies of references, the controls; ``stolen_flags`` /
+    ``independent_flags``: the decisions of the copies / independent models in order (default: all /
+    none flagged); copies score ``own_acc`` (mse, 250 queries; default 60-64 %) and 65-66.2 % (other
+    cells), or ``copy_acc`` + 0.2 * seed in every cell."""
+    rows = [dict(model="watermarked victim", role="victim", watermark_acc=90.0, stolen=victim, family=False)]
+    rows.append(dict(model="before", role="same lineage", watermark_acc=67.0, stolen=True, family=False))
+    copies = [(loss, b, s) for loss in ("mse", "infonce") for b in (250, 1000) for s in range(seeds)]
+    flags = stolen_flags if stolen_flags is not None else [True] * len(copies)
+    own = own_acc or [60.0 + s for s in range(seeds)]
+    for (loss, b, s), f in zip(copies, flags, strict=True):
+        acc = own[s] if (loss, b) == ("mse", 250) else 65.0 + 0.3 * s
+        acc = acc if copy_acc is None else copy_acc + 0.2 * s
+        rows.append(
+            dict(model=f"c {loss} {b} {s}", role="stolen", loss=loss, budget=b, seed=s, watermark_acc=acc, stolen=f)
+        )
+    same = same_acc or [62.0 + s + 0.1 * s * s for s in range(seeds)]
+    for s in range(seeds):
+        rows.append(
+            dict(
+                model=f"same {s}", role="same init", loss="mse", budget=250, seed=s, watermark_acc=same[s], stolen=True
+            )
+        )
+    independent = [("reference", i) for i in range(10)] + [("other data", 0)]
+    independent += [("stolen from independent", s) for s in range(seeds)]
+    iflags = independent_flags if independent_flags is not None else [False] * len(independent)
+    for (role, i), f in zip(independent, iflags, strict=True):
+        arm = dict(loss="mse", budget=250, seed=i) if role == "stolen from independent" else {}
+        rows.append(dict(model=f"{role} {i}", role=role, watermark_acc=52.0 + 0.1 * i, stolen=f, **arm))
+    rows.append(dict(model="random 0", role="random", watermark_acc=50.0, stolen=False, family=False))
+    for r in rows:
+        r.setdefault("family", r["role"] in FAMILY_ROLES)
+        r.setdefault("single", r["stolen"])
+        r.setdefault("p_value", 0.001 if r["stolen"] else 0.4)
+        r.setdefault("threshold", 58.0)
+        for k in ("loss", "budget", "seed"):
+            r.setdefault(k, None)
+    return rows
+
+
+def _results(**kw) -> dict:
+    return {"alpha": 0.05, "rows": _rows(**kw)}
+
+
+def test_rates_count_the_right_models():
+    rows = _rows(stolen_flags=[True] * 10 + [False] * 10, independent_flags=[True] + [False] * 15)
+    assert detection_rate(rows)["k"] == 10 and detection_rate(rows)["n"] == 20  # not the same-init copies
+    fp = false_positive_rate(rows)
+    assert (fp["k"], fp["n"]) == (1, 16)  # 10 references + other data + 5 copies of references, no random
+    assert set(INDEPENDENT_ROLES) == {"reference", "other data", "stolen from independent"}
+
+
+def test_cell_shifts_compare_each_cell_with_the_references():
+    cells = cell_shifts(_rows(), 0.05)
+    assert [(c["loss"], c["budget"]) for c in cells] == [
+        ("infonce", 250),
+        ("infonce", 1000),
+        ("mse", 250),
+        ("mse", 1000),
     ]
-    table = pd.DataFrame(rows, columns=["model", "role", "watermark_acc", "threshold", "stolen", "probe"])
-    table = table.assign(ci_low=table.watermark_acc - 2, ci_high=table.watermark_acc + 2).set_index("model")
-    return table if probe else table.drop(columns="probe")
+    mse = cells[2]
+    assert mse["mean"] == pytest.approx(62.0) and mse["refs_mean"] == pytest.approx(52.45) and mse["above"]
+    flat = cell_shifts(_rows(copy_acc=52.0), 0.05)
+    assert not any(c["above"] for c in flat) and all(c["p_value"] > 0.05 for c in flat)
+    assert cell_shifts([r for r in _rows() if r["role"] != "reference"]) == []
 
 
-def test_headline_counts_stolen_copies_and_the_watermarks_cost():
-    values = headline(_synthetic_table())
-    assert values == {
-        "wm_victim_acc": 90.0,
-        "wm_cost": pytest.approx(1.5),
-        "wm_threshold": 60.0,
-        "wm_refs_mean": 55.0,
-        "wm_stolen_flagged": 1,
-        "wm_stolen_total": 2,
-    }
-    assert math.isnan(headline(_synthetic_table(probe=False))["wm_cost"])  # no probe column: cost unknown
-    assert decision_threshold(_synthetic_table()) == 60.0  # the victim's, not a reference's leave-one-out one
+def test_same_init_comparison_pairs_by_seed():
+    rows = _rows(own_acc=[60, 61, 62, 63, 64], same_acc=[63, 64, 66, 66, 68])
+    c = same_init_comparison(rows)
+    assert c["n"] == 5 and c["loss"] == "mse" and c["budget"] == 250
+    assert c["diff"] == pytest.approx(3.4) and c["low"] > 0 and c["same_flagged"] == 5
+    assert same_init_comparison([r for r in _rows() if r["role"] != "same init"]) is None
 
 
-def test_untested_copies_are_not_counted_as_flagged():
-    table = _synthetic_table()
-    table["stolen"] = table["stolen"].astype(object)
-    table.loc["stolen mse, 50 queries", "stolen"] = None  # fewer than two references: no decision
-    assert headline(table)["wm_stolen_flagged"] == 0
+# ---- the judge: every outcome -----------------------------------------------------------------
 
 
-def test_victim_row_must_be_unique():
-    table = _synthetic_table()
-    assert victim_row(table).name == "watermarked victim"
-    with pytest.raises(ValueError, match="found 0"):
-        headline(table[table.role != "victim"])
+def test_reproduced_when_copies_are_flagged_and_independent_models_are_not():
+    v = judge_watermark(_results())
+    assert v.verdict == "reproduced" and v.claim == CLAIM
+    assert "20 of 20" in v.evidence and "0 of 16" in v.evidence
 
 
-def test_plot_transferability_draws_every_model_the_threshold_and_chance():
-    fig = plot_transferability(_synthetic_table(), "four_way")
+def test_not_reproduced_when_the_watermark_flags_independent_models():
+    v = judge_watermark(_results(independent_flags=[True] * 5 + [False] * 11))  # 5/16: CI 11-59 % > 5 %
+    assert v.verdict == "not reproduced" and "5 of 16" in v.evidence
+
+
+def test_not_reproduced_when_copies_are_neither_flagged_nor_above_the_references():
+    flags = [True] * 2 + [False] * 18  # 2/20: CI 1-32 % < 50 %
+    v = judge_watermark(_results(stolen_flags=flags, copy_acc=52.0))  # copies 52.0-52.8 %, references 52.0-52.9 %
+    assert v.verdict == "not reproduced" and "0 of 4" in v.evidence
+
+
+def test_partly_when_copies_score_above_the_references_but_are_not_identified():
+    v = judge_watermark(_results(stolen_flags=[False] * 20))  # copies 60-65 %, references 52.0-52.9 %
+    assert v.verdict == "partly reproduced" and "0 of 20" in v.evidence and "4 of 4" in v.evidence
+
+
+def test_partly_when_half_the_copies_or_one_independent_model_are_flagged():
+    assert judge_watermark(_results(stolen_flags=[True] * 10 + [False] * 10)).verdict == "partly reproduced"
+    one_fp = judge_watermark(_results(independent_flags=[True] + [False] * 15))  # 6 % > 5 %, CI from 0.2 %
+    assert one_fp.verdict == "partly reproduced"
+
+
+def test_not_evaluated_when_thin_or_without_a_watermark():
+    assert judge_watermark({"alpha": 0.05, "rows": []}).verdict == "not evaluated"
+    few_seeds = judge_watermark(_results(seeds=2))  # smoke scale: 2 seeds a cell
+    assert few_seeds.verdict == "not evaluated" and "2 seeds" in few_seeds.evidence
+    rows = [r for r in _rows() if not (r["role"] == "reference" and r["model"] != "reference 0")]
+    few_refs = judge_watermark({"alpha": 0.05, "rows": rows})  # 1 + 1 + 5 = 7 independent models
+    assert few_refs.verdict == "not evaluated" and "7 independent models" in few_refs.evidence
+    no_wm = judge_watermark(_results(victim=False))
+    assert no_wm.verdict == "not evaluated" and "no watermark" in no_wm.evidence
+    no_copies = judge_watermark({"alpha": 0.05, "rows": [r for r in _rows() if r["role"] != "stolen"]})
+    assert no_copies.verdict == "not evaluated"
+
+
+def test_the_detection_level_is_a_strict_lower_bound():
+    assert DETECTION_LEVEL == 0.5
+    # 15 of 20: Clopper-Pearson lower end 50.9 % > 50 %; 14 of 20: 45.7 %
+    assert judge_watermark(_results(stolen_flags=[True] * 15 + [False] * 5)).verdict == "reproduced"
+    assert judge_watermark(_results(stolen_flags=[True] * 14 + [False] * 6)).verdict == "partly reproduced"
+
+
+# ---- sentences, numbers, figure ----------------------------------------------------------------
+
+
+def _full(**kw) -> dict:
+    table = pd.DataFrame(_rows(**kw)).assign(ci_low=1.0, ci_high=2.0, references=10)
+    return watermark_results(table, 0.05, {"probe_before": 80.0, "probe_after": 79.0, "cost": 1.0})
+
+
+def test_sentences_follow_the_results():
+    results = _full()
+    text = conclusion_text(results, judge_watermark(results))
+    assert set(text) == {"wm_detection_text", "wm_fpr_text", "wm_same_init_text", "wm_lineage_text", "wm_verdict_text"}
+    assert (
+        "20 of the 20 copies" in text["wm_detection_text"] and "mse at 250 queries: 5 of 5" in text["wm_detection_text"]
+    )
+    assert "α/41 = 0.0012" in text["wm_detection_text"] and "p = 0.001." in text["wm_detection_text"]
+    assert "in 4 of 4 cells" in text["wm_detection_text"]
+    flat = _full(copy_acc=52.0)
+    assert "in no cell" in conclusion_text(flat, judge_watermark(flat))["wm_detection_text"]
+    assert "none is called stolen" in text["wm_fpr_text"] and "without the correction, 0 of 16" in text["wm_fpr_text"]
+    for r in results["rows"]:
+        if r["model"] == "reference 3":
+            r["single"] = True  # flagged alone, not after Holm
+    assert "without the correction, 1 of 16" in conclusion_text(results, judge_watermark(results))["wm_fpr_text"]
+    assert "score higher than" in text["wm_same_init_text"]  # same-init copies 62..66.6 vs 60..64
+    assert "is called stolen" in text["wm_lineage_text"] and "lineage" in text["wm_lineage_text"]
+    assert text["wm_verdict_text"].startswith("**Verdict: reproduced.**")
+
+    many = _full(independent_flags=[True] * 5 + [False] * 11)
+    assert "significantly more than the test's level" in conclusion_text(many, judge_watermark(many))["wm_fpr_text"]
+    one = _full(independent_flags=[True] + [False] * 15)
+    assert "not significantly more" in conclusion_text(one, judge_watermark(one))["wm_fpr_text"]
+    lower = _full(own_acc=[60, 61, 62, 63, 64], same_acc=[58, 58.5, 60, 61, 61])
+    assert "score lower than" in conclusion_text(lower, judge_watermark(lower))["wm_same_init_text"]
+    mixed = _full(own_acc=[60, 61, 62, 63, 64], same_acc=[61, 60, 63, 62, 64.5])
+    assert "are not separable from" in conclusion_text(mixed, judge_watermark(mixed))["wm_same_init_text"]
+    for r in mixed["rows"]:
+        if r["role"] == "same lineage":
+            r["stolen"] = False
+    lineage = conclusion_text(mixed, judge_watermark(mixed))["wm_lineage_text"]
+    assert "is not called stolen" in lineage and "lineage" not in lineage
+
+
+def test_headline_and_group_summary():
+    results = _full()
+    values = headline(results)
+    assert values["wm_victim_acc"] == 90.0 and values["wm_refs_n"] == 10 and values["wm_cost"] == 1.0
+    assert values["wm_refs_mean"] == pytest.approx(52.45) and values["wm_family"] == 41
+    summary = group_summary(results["rows"])
+    refs = summary.loc["references (leave-one-out)"]
+    assert (
+        refs["models"] == 10 and refs["called_stolen"] == 0 and refs["share_high_%"] == pytest.approx(30.85, abs=0.01)
+    )
+    cell = summary.loc["copies of the watermarked victim: mse, 250 queries"]
+    assert cell["models"] == 5 and cell["acc_low"] < 62 < cell["acc_high"]
+    assert math.isnan(summary.loc["watermarked victim", "acc_low"])  # one model: no interval
+
+
+def test_plot_marks_every_group_threshold_and_chance():
+    results = _full()
+    fig = plot_transferability(pd.DataFrame(results["rows"]), "four_way")
     try:
-        assert plt.fignum_exists(fig.number)
         ax = fig.axes[0]
-        assert len(ax.patches) == 7
-        assert [line.get_xdata()[0] for line in ax.get_lines()] == [60.0, 25.0]  # threshold, then chance
+        assert len(ax.get_yticks()) == len(group_summary(results["rows"]))
+        assert [line.get_xdata()[0] for line in ax.get_lines()] == [58.0, 25.0]  # threshold, then chance
     finally:
         plt.close(fig)
