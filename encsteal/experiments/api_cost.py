@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from encsteal import benchmarks, cost, paper_tables, params
+from encsteal import benchmarks, cost, paper_tables, params, tables
 from encsteal.api import EncoderAPI
 from encsteal.attack import StealConfig, steal
 from encsteal.data import role_splits
@@ -448,25 +448,15 @@ def margin_summary(margin_table: pd.DataFrame, tasks_judged: Sequence[str]) -> p
     return pd.DataFrame(rows).set_index("task")
 
 
-def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per task and output: the statistic and the share of margin, mean and 95 % interval over seeds."""
-    rows = []
-    for (task, output), g in scores.groupby(["task", "output"], sort=False):
-        auc, share = interval_row(g.auc.tolist()), interval_row(g.share.dropna().tolist())
-        rows.append(
-            {
-                "task": task,
-                "output": output,
-                "AUC": auc["mean"],
-                "AUC low": auc["low"],
-                "AUC high": auc["high"],
-                "share of margin": share["mean"],
-                "share low": share["low"],
-                "share high": share["high"],
-                "seeds": len(g),
-            }
-        )
-    return pd.DataFrame(rows).set_index(["task", "output"])
+def _ordered(table: pd.DataFrame, tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows by task (first seen order), output (:data:`OUTPUTS`, then the others) and budget."""
+    order = {o: i for i, o in enumerate((*OUTPUTS, SSL, RANDOM))}
+    task_order = {t: i for i, t in enumerate(tasks if tasks is not None else dict.fromkeys(table.task))}
+    keys = [table.task.map(task_order), table.output.map(lambda o: order.get(o, len(order)))]
+    if "budget" in table:
+        keys.append(table.budget)
+    idx = np.lexsort([k.to_numpy() for k in reversed(keys)])
+    return table.iloc[idx].reset_index(drop=True)
 
 
 def curve_table(
@@ -488,7 +478,7 @@ def curve_table(
             share = interval_row(((g[metric].to_numpy() - random) / (victim - random)).tolist())
             row.update({"share": share["mean"], "share low": share["low"], "share high": share["high"]})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _ordered(pd.DataFrame(rows))
 
 
 def fidelity_table(grid: pd.DataFrame) -> pd.DataFrame:
@@ -657,11 +647,6 @@ def _machine_name(machine: Mapping) -> str:
     return f"{name}, {threads} thread{'s' if threads != 1 else ''}" if threads else str(name)
 
 
-def machine_table(chapter: ApiCostChapter) -> pd.DataFrame:
-    """The machine the throughputs were measured on, as saved."""
-    return pd.Series(chapter.saved["cost"]["machine"], name="value").to_frame()
-
-
 def cost_sentences(results_cost: Mapping) -> dict[str, str]:
     """The chapter's sentences on cost, chosen from the results."""
     grid = cost_grid(results_cost)
@@ -732,8 +717,7 @@ class ApiCostChapter:
     margins: pd.DataFrame
     margin_summary: pd.DataFrame
     grid: pd.DataFrame
-    scores: pd.DataFrame
-    score_summary: pd.DataFrame
+    scores: pd.DataFrame  # per task, output and seed (the SSL API too when stolen at every budget)
     curves: pd.DataFrame
     comparisons: pd.DataFrame
     fidelity: pd.DataFrame
@@ -750,6 +734,109 @@ class ApiCostChapter:
     def results(self) -> dict:
         """What the chapter saves: everything :func:`judge_leakage` and :func:`judge_cost` read."""
         return self.saved
+
+    def reader_tables(self) -> dict[str, pd.DataFrame]:
+        """The tables the chapter shows, formatted for readers (:mod:`encsteal.tables`): means with
+        their 95 % intervals in one cell, n/a instead of NaN, at most a text column wide."""
+        return reader_tables(self)
+
+
+def _sig(value: float | None, digits: int = 3) -> str:
+    return tables.NA if value is None or tables.is_missing(value) else f"{value:,.{digits}g}"
+
+
+def _iv(values: pd.Series, digits: int = 1) -> str:
+    finite = values.dropna().to_numpy(dtype=float)
+    if len(finite) == 0:
+        return tables.NA
+    if len(finite) == 1 or np.allclose(finite, finite[0]):
+        return tables.number(float(finite[0]), digits)
+    iv = mean_interval(finite)
+    return tables.interval(iv.mean, iv.low, iv.high, digits)
+
+
+def reader_tables(ch: ApiCostChapter) -> dict[str, pd.DataFrame]:
+    """See :meth:`ApiCostChapter.reader_tables`."""
+    out: dict[str, pd.DataFrame] = {}
+    out["outputs"] = tables.for_readers(ch.outputs, 0, "API")
+    per_seed = ch.margins.set_index(["task", "seed"])[
+        ["victim_probe", "random_probe", "margin_probe", "victim_few_label", "random_few_label", "margin_few_label"]
+    ]
+    per_seed.columns = pd.MultiIndex.from_product(
+        [["linear probe (all labels)", "few-label probe"], ["victim", "random-init", "margin"]]
+    )
+    out["margins per seed"] = tables.for_readers(per_seed, 1)
+    rows = []
+    for task, g in ch.margins.groupby("task", sort=False):
+        for probe, name in (("probe", "linear probe (all labels)"), ("few_label", "few-label probe")):
+            judged = (
+                ("yes" if task in ch.judged else f"no (under {MIN_MARGIN:.0f} points)")
+                if probe == METRIC
+                else "not used"
+            )
+            rows.append(
+                {
+                    "task": task,
+                    "probe": name,
+                    "victim": _iv(g[f"victim_{probe}"]),
+                    "random-init": _iv(g[f"random_{probe}"]),
+                    "margin (points)": _iv(g[f"margin_{probe}"]),
+                    "judged": judged,
+                }
+            )
+    out["margins"] = pd.DataFrame(rows).set_index(["task", "probe"])
+    sc = _ordered(ch.scores)
+    out["scores"] = pd.DataFrame(
+        {
+            "log-budget AUC (%)": sc.groupby(["task", "output"], sort=False, observed=True).auc.apply(_iv),
+            "share of margin": sc.groupby(["task", "output"], sort=False, observed=True).share.apply(
+                lambda v: _iv(v, 2)
+            ),
+            "seeds": sc.groupby(["task", "output"], sort=False, observed=True).seed.nunique().astype(str),
+        }
+    )
+    cv = ch.curves.copy()
+    cv["few-label (%)"] = [tables.interval(m, lo, hi) for m, lo, hi in zip(cv["mean"], cv["low"], cv["high"])]
+    if "share" in cv:
+        cv["share of margin"] = [
+            tables.interval(m, lo, hi, 2) for m, lo, hi in zip(cv["share"], cv["share low"], cv["share high"])
+        ]
+    out["curves"] = cv.rename(columns={"budget": "queries"}).set_index(["task", "output", "queries"])[
+        [c for c in ("few-label (%)", "share of margin") if c in cv]
+    ]
+    cp = ch.comparisons
+    out["comparisons"] = pd.DataFrame(
+        {
+            "task": [t if j else f"{t} (not judged)" for t, j in zip(cp.task, cp.get("judged", [True] * len(cp)))],
+            "comparison": cp.comparison.str.replace(" - ", " minus "),
+            "difference (points)": [tables.interval(m, lo, hi) for m, lo, hi in zip(cp.difference, cp.low, cp.high)],
+            "p (paired t)": [f"{v:.3f}" for v in cp.p],
+            "Holm rejects": ["yes" if r else "no" for r in cp.holm_rejected],
+            "outcome": cp.outcome,
+        }
+    ).set_index(["task", "comparison"])
+    fid = ch.fidelity.copy()
+    fid.index = fid.index.set_names(["task", "output", "queries"])
+    out["fidelity"] = tables.for_readers(fid.rename(columns={"cka": "CKA"}), 3)
+    tp = ch.throughput.set_index(["arch", "workload"])[["image_size", "batch", "steps", "seconds", "images_per_s"]]
+    tp.columns = ["input (px)", "batch", "timed steps", "seconds", "images/s"]
+    out["throughput"] = tables.for_readers(tp, 2)
+    h = ch.hours
+    out["hours: compute"] = tables.for_readers(
+        h[["training passes", "stealing passes", "passes ratio", "training hours", "stealing hours", "hours ratio"]], 1
+    )
+    out["hours: API answers"] = tables.for_readers(
+        h[["API answers (once)", "API answers (re-query)", "provider hours (once)", "provider hours (re-query)"]], 1
+    )
+    be = ch.break_even.set_index(["setup", "accounting", "compute_per_hour"])
+    be.index = be.index.set_names(["setup", "accounting", "compute (USD/hour)"])
+    out["break-even"] = be.apply(lambda col: col.map(_sig))
+    q = ch.quoted.copy()
+    q["usd"] = q["usd"].map(lambda v: f"{v:,.2f}")
+    out["quoted"] = q
+    machine = {k: ("none" if v is None else v) for k, v in ch.saved["cost"]["machine"].items()}
+    out["machine"] = tables.for_readers(pd.Series(machine, name="value").to_frame(), 2, "measured on")
+    return out
 
 
 def run(p: Params) -> ApiCostChapter:
@@ -785,6 +872,10 @@ def run(p: Params) -> ApiCostChapter:
     scores = leakage_scores(grid, margin_table)
     judged = judged_tasks(margin_table)
     comparisons = compare(scores, judged)
+    unjudged = [t for t in p.downstream_sets if t not in judged]
+    shown = pd.concat(  # the tasks under the margin rule: shown, Holm over their own family, not judged
+        [comparisons.assign(judged=True), compare(scores, unjudged).assign(judged=False)], ignore_index=True
+    )
     # cost
     throughput = benchmarks.paper_architectures(p.bench_batch, p.bench_steps)
     cost_results = {
@@ -835,10 +926,9 @@ def run(p: Params) -> ApiCostChapter:
         margin_table,
         margin_summary(margin_table, judged),
         grid,
-        scores,
-        score_summary(leakage_scores(grid, margin_table, ssl_margins if same_budgets else None)),
+        leakage_scores(grid, margin_table, ssl_margins if same_budgets else None),
         curve_table(grid, margin_table, ssl_margins),
-        comparisons,
+        shown,
         fidelity_table(grid),
         judged,
         pd.DataFrame(throughput),

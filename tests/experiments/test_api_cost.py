@@ -381,3 +381,53 @@ def test_cost_sentences_state_the_break_even_range_and_the_quoted_ratio():
     assert "0.01 to 0.1 USD per hour" in text["break_even_text"]
     assert text["break_even_text"].count("USD") == 1 + 3 * 2  # one range per setup and accounting
     assert "79 times" in text["quoted_cost_text"]
+
+
+def test_reader_tables_have_no_nan_and_fit_the_text_column():
+    from encsteal import tables
+
+    res = _leakage({"mnistm": ORDERED, "photocrops": FLAT}, {"mnistm": 20, "photocrops": 4})
+    margins, scores = pd.DataFrame(res["leakage"]["margins"]), pd.DataFrame(res["leakage"]["scores"])
+    judged = api_cost.judged_tasks(margins)
+    grid = pd.DataFrame(
+        [
+            {"task": t, "output": o, "seed": s, "budget": b, "few_label": 25.0 + s + b / 100, "cosine": 0.5, "cka": 0.4}
+            for t in ("mnistm", "photocrops")
+            for o in ("representation", "label")
+            for s in SEEDS
+            for b in (100, 400)
+        ]
+    )
+    grid.loc[grid.output == "label", ["cosine", "cka"]] = float("nan")
+    c = _cost_results(_throughput(stealing=0.5), compute=(0.01,), api=(0.0, 1.0))["cost"]  # 250K: never 10x
+    c["machine"] = {"cpu": "test CPU", "threads": 1}
+    ch = api_cost.ApiCostChapter(
+        outputs=pd.DataFrame({"values returned": [256, 1]}, index=pd.Index(["representation", "label"], name="API")),
+        margins=margins,
+        margin_summary=api_cost.margin_summary(margins, judged),
+        grid=grid,
+        scores=scores,
+        curves=api_cost.curve_table(grid, margins),
+        comparisons=api_cost.compare(scores, judged),
+        fidelity=api_cost.fidelity_table(grid),
+        judged=judged,
+        throughput=pd.DataFrame(
+            [{**r, "image_size": 32, "batch": 4, "steps": 2, "seconds": 1.0} for r in c["throughput"]]
+        ),
+        hours=api_cost.hours_table(c),
+        cost_grid=api_cost.cost_grid(c),
+        break_even=api_cost.break_even_table(c),
+        quoted=api_cost.quoted_costs(),
+        text={},
+        values={},
+        saved={"cost": c},
+    )
+    shown = ch.reader_tables()
+    assert tables.NA in shown["break-even"].to_numpy()  # "not even with free queries"
+    for name, table in shown.items():
+        cells = [str(v) for v in table.to_numpy().ravel()]
+        assert not any(v in ("nan", "NaN", "None", "<NA>") for v in cells), name
+        assert len(table.columns) <= tables.MAX_COLUMNS or name == "margins per seed", name
+    assert shown["margins"].loc[("photocrops", "few-label probe"), "judged"].startswith("no")
+    assert "[" in shown["scores"].loc[("mnistm", "representation"), "log-budget AUC (%)"]
+    assert list(shown["fidelity"].index.get_level_values("output").unique()) == ["representation"]
