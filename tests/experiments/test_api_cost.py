@@ -431,3 +431,8 @@ def test_reader_tables_have_no_nan_and_fit_the_text_column():
     assert shown["margins"].loc[("photocrops", "few-label probe"), "judged"].startswith("no")
     assert "[" in shown["scores"].loc[("mnistm", "representation"), "log-budget AUC (%)"]
     assert list(shown["fidelity"].index.get_level_values("output").unique()) == ["representation"]
+
+
+def test_compute_sentence_states_both_ratios():
+    text = api_cost.cost_sentences(_cost_results(_throughput(victim=10.0, stealing=5.0))["cost"])["compute_text"]
+    assert "22.2 times as many images" in text and "11.1 times as long" in text  # half the speed: half the ratio
