@@ -24,10 +24,16 @@ for the task to be judged). The undefended API is deterministic, so the legitima
 undefended accuracy is measured once per task.
 
 Every user's harm is its relative loss: the share of its own undefended accuracy it loses
-(``100 * (1 - acc(s) / acc(0))``, per seed). :func:`paired_table` compares the legitimate user's
-loss with the best attacker's at each strength (paired over seeds, Holm), :func:`matched_table`
-reads the attacker's loss where the legitimate user has lost a given share, and
-:func:`judge_defense` turns the comparison into the verdict.
+(``100 * (1 - acc(s) / acc(0))``, per seed); beside it the tables report the share of the victim's
+margin over the seed's random-init encoder that a user's accuracy recovers (below 0: worse than an
+untrained network). :func:`paired_table` compares the legitimate user's loss with the best
+attacker's at each strength (paired over seeds, Holm), :func:`matched_table` reads the attacker's
+loss where the legitimate user has lost a given share, and :func:`judge_defense` turns the
+comparison into the verdict.
+
+Time (quick profile, one thread): 5 seeds x 3 noise strengths (0 and ``strengths``) x one attacker
+of ``probe_train`` = 1,000 queries for ``defense_steal_epochs`` = 6 epochs (about 4-12 s a steal
+and 2-4 s of probes each, depending on the machine's load), plus the detector at one threshold.
 
 The duplicate detector (:class:`encsteal.defenses.DuplicateDetector`, official threshold and
 poison) is measured against a naive attacker and one that drops outlier answers
@@ -378,8 +384,18 @@ def baseline_table(results: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("task")
 
 
+def margin_shares(results: Mapping[str, Any], task: str, accuracy: pd.Series) -> pd.Series:
+    """Per seed, the share (%) of the victim's margin over that seed's random-init encoder that
+    ``accuracy`` recovers: ``100 * (acc - random) / (victim - random)``
+    (:func:`encsteal.stats.margin_share`)."""
+    base = _frame(results, "baselines")
+    victim, rand = _per_seed(base, task=task, user=VICTIM), _per_seed(base, task=task, user=RANDOM)
+    return 100 * (accuracy - rand) / (victim - rand)
+
+
 def noise_table(results: Mapping[str, Any]) -> pd.DataFrame:
-    """Per (task, strength, user): accuracy and relative loss (% of the user's own undefended
+    """Per (task, strength, user): accuracy, the share of the victim's margin over the random-init
+    encoders it recovers (``margin_share``, %) and relative loss (% of the user's own undefended
     accuracy), means with 95 % intervals over seeds."""
     noise = _frame(results, "noise")
     rows = []
@@ -390,13 +406,10 @@ def noise_table(results: Mapping[str, Any]) -> pd.DataFrame:
             rows.append(
                 {"task": task, "strength": float(strength), "user": user}
                 | _interval_columns(acc, "accuracy")
+                | _interval_columns(margin_shares(results, task, acc), "margin_share")
                 | _interval_columns(relative_loss(acc, clean), "loss")
             )
     return pd.DataFrame(rows).set_index(["task", "strength", "user"]).sort_index()
-
-
-def _attackers(frame: pd.DataFrame) -> list[str]:
-    return sorted(u for u in frame["user"].unique() if u.startswith("attacker_"))
 
 
 def _best_attacker(frame: pd.DataFrame, task: str, strength: float) -> str:
@@ -546,6 +559,7 @@ def detector_table(results: Mapping[str, Any]) -> pd.DataFrame:
         rows.append(
             {"threshold": th, "task": task, "user": user}
             | _interval_columns(acc, "accuracy")
+            | _interval_columns(margin_shares(results, task, acc), "margin_share")
             | _interval_columns(100 * acc / clean, "kept_share")
             | {"flagged": float(group["flagged"].mean()), "answers_used": float(group["kept"].mean())}
         )
@@ -626,8 +640,9 @@ def judge_defense(results: Mapping[str, Any], alpha: float = ALPHA) -> Verdict:
 # ---- sentences chosen by code ------------------------------------------------------------------
 
 
-def _share(x: float) -> str:
-    return f"{x:.0f} %"
+def _loses(loss: float, decimals: int = 0) -> str:
+    """'loses 5 %' or, for a negative loss, 'gains 1 %'."""
+    return f"{'loses' if loss >= 0 else 'gains'} {abs(loss):.{decimals}f} %"
 
 
 def noise_sentence(results: Mapping[str, Any]) -> str:
@@ -637,8 +652,15 @@ def noise_sentence(results: Mapping[str, Any]) -> str:
     if cells.empty:
         return "No task was judged: the victim beats the random-init encoders on none of them."
     top = cells[cells.strength == cells.strength.max()]
+    table = noise_table(results)
     parts = []
     for c in top.itertuples():
+        legit = table.loc[(c.task, c.strength, LEGIT)]
+        below = (
+            ", below the random-init encoder: its answers are worth less than an untrained network's"
+            if legit.margin_share_high < 0
+            else ""
+        )
         compare = {
             "legitimate user hurt more": "the legitimate user is hurt separably more",
             "attacker hurt more": "the attacker is hurt separably more",
@@ -646,8 +668,8 @@ def noise_sentence(results: Mapping[str, Any]) -> str:
             "no effect": "the noise changes neither user's accuracy separably",
         }[c.outcome]
         parts.append(
-            f"on {c.task} the legitimate user loses {_share(c.legit_loss)} of its undefended accuracy and the best "
-            f"attacker {_share(c.attacker_loss)} of its own ({compare})"
+            f"on {c.task} the legitimate user {_loses(c.legit_loss)} of its undefended accuracy (down to "
+            f"{legit.accuracy:.1f} %{below}) and the best attacker {_loses(c.attacker_loss)} of its own ({compare})"
         )
     strongest = f"With the strongest noise (std {top.strength.iloc[0]:g} times the representation's), "
     return strongest + "; ".join(parts) + "."
@@ -655,7 +677,10 @@ def noise_sentence(results: Mapping[str, Any]) -> str:
 
 def matched_sentence(results: Mapping[str, Any]) -> str:
     """The attacker's loss at matched legitimate-user loss, for the first target reached."""
+    if not judged_tasks(results):
+        return "No task was judged, so there is no matched comparison."
     table = matched_table(results)
+    n_seeds = len(results["seeds"])
     parts = []
     for c in table.itertuples():
         if c.reached < 2:
@@ -667,9 +692,10 @@ def matched_sentence(results: Mapping[str, Any]) -> str:
             if c.attacker_loss_low > c.target
             else "about as much (not separable)"
         )
+        seeds = "" if c.reached == n_seeds else f", reached in {c.reached} of {n_seeds} seeds"
         parts.append(
-            f"on {c.task}, where the legitimate user has lost {c.target:.0f} % of its accuracy (std about "
-            f"{c.strength:.2g} times), the best attacker has lost {c.attacker_loss:.1f} % "
+            f"on {c.task}, where the legitimate user has lost {c.target:.0f} % of its accuracy (noise std about "
+            f"{c.strength:.2g} times the representation's{seeds}), the best attacker's loss is {c.attacker_loss:.1f} % "
             f"[{c.attacker_loss_low:.1f}, {c.attacker_loss_high:.1f}]: {rel}"
         )
     if not parts:
@@ -677,9 +703,23 @@ def matched_sentence(results: Mapping[str, Any]) -> str:
     return "At matched harm to the legitimate user, " + "; ".join(parts) + "."
 
 
+def _versus_random(row: Any) -> str:
+    """A row's margin share (%, with its interval) in words: above, level with or below the
+    random-init encoder."""
+    share, low, high = row.margin_share, row.margin_share_low, row.margin_share_high
+    interval = f"{share:.0f} % [{low:.0f}, {high:.0f}] of the victim's margin over a random-init encoder"
+    if high < 0:
+        return f"{interval}: below the random-init encoder"
+    if low <= 0:
+        return f"{interval}: not separable from the random-init encoder"
+    return interval
+
+
 def detector_sentence(results: Mapping[str, Any]) -> str:
-    """What the duplicate detector does to each user at its strictest threshold measured."""
+    """What the duplicate detector does to each user at its strictest threshold measured, in
+    accuracy and in shares of the victim's margin over the random-init encoders."""
     table = detector_table(results).reset_index()
+    clean = noise_table(results)
     det = _frame(results, "detector")
     th = float(table.threshold.min())
     at = table[table.threshold == th]
@@ -690,25 +730,26 @@ def detector_sentence(results: Mapping[str, Any]) -> str:
     text = (
         f"At threshold {th:g} the detector poisons the answers to the legitimate user's queries ({flagged_legit}) "
         f"and to {attacker_flagged:.0f} % of the attacker's {int(results['queries'])} plain queries. "
-        "The legitimate user keeps "
-        + " and ".join(
-            f"{_share(r.kept_share)} [{r.kept_share_low:.0f}, {r.kept_share_high:.0f}] of its undefended accuracy "
-            f"on {r.task}"
-            for r in legit.itertuples()
-        )
+        "The legitimate user's probe falls to "
+        + " and ".join(f"{r.accuracy:.1f} % on {r.task} ({_versus_random(r)})" for r in legit.itertuples())
+        + "."
     )
     for user in dict.fromkeys(drops.user):
         d = drops[drops.user == user]
-        shares = " and ".join(
-            f"{_share(r.kept_share)} [{r.kept_share_low:.0f}, {r.kept_share_high:.0f}] on {r.task}"
-            for r in d.itertuples()
-        )
-        loss = user.removeprefix("attacker_").removesuffix("_drop")
+        naive = user.removesuffix("_drop")
+        parts = []
+        for r in d.itertuples():
+            before = clean.loc[(r.task, 0.0, naive)]
+            parts.append(
+                f"{r.accuracy:.1f} % on {r.task} ({_versus_random(r)}; undefended, its copy recovers "
+                f"{before.margin_share:.0f} % [{before.margin_share_low:.0f}, {before.margin_share_high:.0f}])"
+            )
+        used = float(d["answers_used"].mean())
         text += (
-            f"; the {loss} attacker that drops outlier answers trains on the {float(d['answers_used'].mean()):.0f} "
-            f"answers left unpoisoned and keeps {shares} of its undefended accuracy"
+            f" The {naive.removeprefix('attacker_')} attacker that drops outlier answers trains on the {used:.0f} "
+            "answers left unpoisoned; its copy reaches " + " and ".join(parts) + "."
         )
-    return text + "."
+    return text
 
 
 def margin_sentence(results: Mapping[str, Any]) -> str:
@@ -723,8 +764,22 @@ def margin_sentence(results: Mapping[str, Any]) -> str:
     return "With the legitimate user's labelled images, " + "; ".join(parts) + "."
 
 
-def verdict_sentence(verdict: Verdict) -> str:
-    """The chapter's conclusion in words, from the verdict."""
+def verdict_sentence(verdict: Verdict, cells: pd.DataFrame | None = None) -> str:
+    """The chapter's conclusion in words, from the verdict and (when given) the paired cells of
+    :func:`paired_table`: a reproduced claim whose effective cells all have the legitimate user
+    hurt separably more says so."""
+    live = cells[cells["effective"]] if cells is not None and len(cells) else None
+    if (
+        verdict.verdict == "reproduced"
+        and live is not None
+        and len(live)
+        and (live["outcome"] == "legitimate user hurt more").all()
+    ):
+        return (
+            "Wherever the noise changed something, the legitimate user lost a separably larger share of its "
+            "accuracy than the best attacker: the claim is reproduced at this scale, and more than reproduced, "
+            "since the noise hurts the legitimate user more than the attacker."
+        )
     return {
         "reproduced": "Wherever the noise changed something, the legitimate user lost at least as large a share of "
         "its accuracy as the best attacker (or the two were not separable): the claim is reproduced at this scale.",
@@ -851,7 +906,7 @@ class DefenseChapter:
             "noise_text": noise_sentence(self.results),
             "matched_text": matched_sentence(self.results),
             "detector_text": detector_sentence(self.results),
-            "verdict_text": verdict_sentence(self.verdict()),
+            "verdict_text": verdict_sentence(self.verdict(), paired_table(self.results)),
         }
 
 

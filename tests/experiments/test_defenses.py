@@ -93,7 +93,7 @@ def test_tasks_the_victim_does_not_win_are_not_judged():
     v = D.judge_defense(results)
     assert v.verdict == "not evaluated" and "beats a random-init encoder on no task" in v.evidence
     assert "not above zero, so the task is not judged" in D.margin_sentence(results)
-    assert "No task was judged" in D.noise_sentence(results)
+    assert "No task was judged" in D.noise_sentence(results) and "No task was judged" in D.matched_sentence(results)
 
 
 def test_paired_table_uses_holm_over_the_effective_cells():
@@ -147,10 +147,28 @@ def test_sentences_follow_the_outcome():
     hurt_legit = D.noise_sentence(_results({0.5: 40.0}, {0.5: 1.0}))
     hurt_attacker = D.noise_sentence(_results({0.5: 1.0}, {0.5: 40.0}))
     assert "legitimate user is hurt separably more" in hurt_legit
-    assert "attacker is hurt separably more" in hurt_attacker
+    assert "down to 36.0 %, below the random-init encoder" in hurt_legit  # 60 x 0.6 < 40
+    assert "attacker is hurt separably more" in hurt_attacker and "below the random-init" not in hurt_attacker
+    assert "the best attacker gains 5 %" in D.noise_sentence(_results({0.5: 40.0}, {0.5: -5.0}))
     texts = {D.verdict_sentence(D.Verdict(D.CLAIM, "", v)) for v in D.VERDICTS}
     assert len(texts) == 4
     assert "not reproduced" in D.verdict_sentence(D.Verdict(D.CLAIM, "", "not reproduced"))
+    # a reproduced claim whose every effective cell hurts the legitimate user separably more says so
+    results = _results({0.5: 40.0}, {0.5: 1.0})
+    cells = D.paired_table(results)
+    stronger = D.verdict_sentence(D.judge_defense(results), cells)
+    assert "hurts the legitimate user more" in stronger
+    even = _results({0.5: 20.0}, {0.5: 20.0}, jitter=3.0)
+    assert "hurts the legitimate user more" not in D.verdict_sentence(D.judge_defense(even), D.paired_table(even))
+
+
+def test_noise_table_reports_margin_shares():
+    results = _results({0.5: 50.0}, {0.5: 0.0}, jitter=0.0)
+    table = D.noise_table(results)
+    legit = table.loc[("mnistm", 0.5, D.LEGIT)]
+    assert legit.accuracy == pytest.approx(30.0) and legit.loss == pytest.approx(50.0)
+    assert legit.margin_share < 0  # 30 % is below the random-init encoders' 40 %
+    assert table.loc[("mnistm", 0.0, D.LEGIT)].margin_share == pytest.approx(100.0)
 
 
 def _detector_results():
@@ -181,9 +199,13 @@ def test_detector_tables_and_sentence():
     assert row.answers_used == 30.0 and row.flagged == 97.0
     assert table.loc[(0.8, "mnistm", D.LEGIT)].kept_share == pytest.approx(100 * 9.2 / 60.0)
     assert D.detection_table(results).loc[0.8, "precision"] == pytest.approx(52.0)
+    assert table.loc[(0.8, "mnistm", D.LEGIT)].margin_share < -100  # 9 % is far below the random-init 40 %
     text = D.detector_sentence(results)
     assert "99 % on mnistm" in text and "97 % of the attacker's 1000 plain queries" in text
     assert "trains on the 30 answers left unpoisoned" in text
+    assert "9.2 % on mnistm" in text and "below the random-init encoder" in text
+    share = row.margin_share  # (47 - random) / (60 - random) for random about 40: above random
+    assert 20 < share < 50 and f"47.0 % on mnistm ({share:.0f} % [" in text
 
 
 def test_plot_noise_is_a_pyplot_figure():
