@@ -777,8 +777,8 @@ def verdict_sentence(verdict: Verdict, cells: pd.DataFrame | None = None) -> str
     ):
         return (
             "Wherever the noise changed something, the legitimate user lost a separably larger share of its "
-            "accuracy than the best attacker: the claim is reproduced at this scale, and more than reproduced, "
-            "since the noise hurts the legitimate user more than the attacker."
+            "accuracy than the best attacker. The claim (such defenses hurt legitimate users as much as attackers) "
+            "is reproduced at this scale in a stronger form: the noise hurts the legitimate user more."
         )
     return {
         "reproduced": "Wherever the noise changed something, the legitimate user lost at least as large a share of "
