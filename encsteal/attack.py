@@ -100,22 +100,23 @@ class StealConfig:
 
 
 def outlier_answers(answers: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Which answers an outlier-dropping attacker discards: their L2 norms are sorted and split at
-    the largest ratio between consecutive norms; when that ratio exceeds ``ratio``, every answer
-    above the split is an outlier (True). With one cluster of norms (no poison, or only poison)
-    nothing is dropped; otherwise the poison is dropped whatever its share, and at least one
-    answer is always kept."""
+    """Which answers an outlier-dropping attacker discards (True): all-zero answers (the detector's
+    ``"zeros"`` poison), and, among the others, those above the largest ratio between consecutive
+    sorted L2 norms when that ratio exceeds ``ratio`` (the detector's N(1000, 0.5^2) poison). With
+    one cluster of non-zero norms (no poison, or only poison) none of them is dropped; otherwise
+    the poison is dropped whatever its share, and the lowest cluster is always kept."""
     if not ratio > 1:
         raise ValueError(f"ratio must be > 1, got {ratio!r}.")
-    flags = torch.zeros(len(answers), dtype=torch.bool)
-    if len(answers) < 2:
-        return flags
     norms = answers.float().flatten(1).norm(dim=1)
-    values, order = norms.sort()
-    gaps = values[1:] / values[:-1].clamp_min(torch.finfo(torch.float32).tiny)
+    flags = norms == 0
+    live = torch.nonzero(~flags).flatten()
+    if len(live) < 2:
+        return flags
+    values, order = norms[live].sort()
+    gaps = values[1:] / values[:-1]
     split = int(gaps.argmax())
     if float(gaps[split]) > ratio:
-        flags[order[split + 1 :]] = True
+        flags[live[order[split + 1 :]]] = True
     return flags
 
 

@@ -122,6 +122,10 @@ def test_outlier_answers_finds_the_detectors_poison_whatever_its_share():
         flags = outlier_answers(answers, 10.0)
         assert torch.equal(flags, answers.norm(dim=1) > 1000)
     assert not outlier_answers(genuine[:1], 10.0).any()
+    zeros = torch.cat([genuine[:150], torch.zeros(50, 64)])  # the detector's "zeros" poison
+    assert torch.equal(outlier_answers(zeros, 10.0), torch.arange(200) >= 150)
+    both = torch.cat([genuine[:100], torch.zeros(50, 64), poison[:50]])
+    assert torch.equal(outlier_answers(both, 10.0), torch.arange(200) >= 100)
     with pytest.raises(ValueError, match="ratio must be > 1"):
         outlier_answers(genuine, 1.0)
 
