@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 import torch
@@ -135,3 +136,16 @@ def headline(table: pd.DataFrame) -> dict[str, float]:
     once = table.loc["steal, augment=none, query once", "images_per_s"]
     again = table.loc["steal, augment=none, re-query every epoch (official)", "images_per_s"]
     return {"steal_ratio": float(once / again), "has_gpu": float(torch.cuda.is_available())}
+
+
+def build_times_table(load: Callable[[str], Mapping]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """How long each chapter took in the ``make book`` build that last executed it, from the
+    builder's ``build_times`` record (``load`` is :meth:`encsteal.notebook.Chapter.load_results`),
+    and the totals. A chapter run outside a book build has no such record: an empty table."""
+    try:
+        record = load("build_times")
+    except FileNotFoundError:
+        return pd.DataFrame(columns=["seconds"]).rename_axis("chapter"), {"chapters_seconds": 0.0, "build_jobs": 0.0}
+    seconds = {name: s for name, s in record["seconds"].items() if s is not None}
+    table = pd.Series(seconds, name="seconds").rename_axis("chapter").to_frame()
+    return table, {"chapters_seconds": float(record["wall_seconds"]), "build_jobs": float(record["jobs"])}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from encsteal import params
+from encsteal.cache import atomic_write_bytes
 from encsteal.notebook import package_source_hash, run_stamp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,6 +125,7 @@ def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, ef
     prepare_for_rendering(tmp, job.stamp, profile, effective)
     nb = json.loads(tmp.read_text())
     nb["metadata"]["encsteal_results_sha256"] = _results_digest(job.results)
+    nb["metadata"]["encsteal_seconds"] = time.perf_counter() - start
     tmp.write_text(json.dumps(nb, indent=1))
     tmp.replace(job.target)
     seconds = time.perf_counter() - start
@@ -140,6 +142,23 @@ def _check_stamps(results_dir: Path, run: str) -> None:
             "and profile (was the package edited during the build?): run make book again, which "
             "re-executes those chapters."
         )
+
+
+def _record_times(plan: list[_Job], results_dir: Path, run: str, jobs: int, wall: float) -> None:
+    """Write how long each chapter took to execute in the build that last ran it (for the
+    performance appendix), stamped like a chapter's results."""
+    seconds = {}
+    for job in plan:
+        if job.chapter not in LAST and job.target.exists():
+            seconds[job.chapter] = json.loads(job.target.read_text())["metadata"].get("encsteal_seconds")
+    record = {
+        "chapter": "build_times",
+        "stamp": run,
+        "profile": None,
+        "passed": {},
+        "results": {"seconds": seconds, "jobs": jobs, "wall_seconds": wall},
+    }
+    atomic_write_bytes(results_dir / "build_times.json", json.dumps(record, indent=2).encode())
 
 
 LAST = ("claims", "performance")
@@ -183,6 +202,7 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False, jobs: int
     first = [job for job in plan if job.chapter not in LAST and stale(job)]
     for job in first:
         print(f"[book] executing {job.notebook.name} with profile {profile!r}", flush=True)
+    start = time.perf_counter()
     if jobs > 1 and len(first) > 1:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_execute, job, profile, results_dir, 1, effective(job), notebooks) for job in first]
@@ -191,6 +211,8 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False, jobs: int
     else:
         for job in first:
             _execute(job, profile, results_dir, None, effective(job), notebooks)
+    if first:
+        _record_times(plan, results_dir, run, jobs if len(first) > 1 else 1, time.perf_counter() - start)
     for job in plan:
         if job.chapter in LAST and (first or stale(job)):
             _check_stamps(results_dir, run_stamp(profile, {}))

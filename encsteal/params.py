@@ -140,8 +140,8 @@ class Params:
     # -- chapter 3: the ImageNet encoder ---------------------------------------------------------
     image_size: int = _p(64, "int+", (IMAGENET,), "size the ImageNet victim sees (pixels)")
     imagenet_query_sets: list = _p(["mnistm", "fmnist"], "datasets", (IMAGENET,), "query data sets")
-    imagenet_downstream_sets: list = _p(["mnistm", "photocrops", "fmnist"], "datasets", (IMAGENET,), "downstream tasks")
-    imagenet_budgets: list = _p([1000, 2500], "budgets", (IMAGENET,), "query budgets")
+    imagenet_downstream_sets: list = _p(["mnistm", "photocrops"], "datasets", (IMAGENET,), "downstream tasks")
+    imagenet_budgets: list = _p([500, 2000], "budgets", (IMAGENET,), "query budgets")
     imagenet_losses: list = _p(["mse"], "losses", (IMAGENET,), "stealing losses")
     # -- chapter 4: defenses ------------------------------------------------------------------
     strengths: list = _p(

@@ -33,7 +33,7 @@ const out = {};
 function check(i) {
   if (i >= pages.length) { document.getElementById('result').textContent = JSON.stringify(out); return; }
   const frame = document.createElement('iframe');
-  frame.style.width = '1200px'; frame.style.height = '900px';
+  frame.style.width = '1280px'; frame.style.height = '900px';
   frame.onload = () => setTimeout(() => {
     const doc = frame.contentDocument, win = frame.contentWindow;
     const imgs = Array.from(doc.images);
@@ -41,9 +41,23 @@ function check(i) {
       .filter(e => e.responseStatus && e.responseStatus >= 400).map(e => e.name);
     const external = win.performance.getEntriesByType('resource')
       .filter(e => !e.name.startsWith(location.origin)).map(e => e.name);
+    const article = doc.querySelector('article.bd-article') || doc.querySelector('main') || doc.body;
+    const right = article.getBoundingClientRect().right + 1;
+    const tables = Array.from(article.querySelectorAll('table'));
+    const nanCells = tables.flatMap(t => Array.from(t.querySelectorAll('td, th')))
+      .map(c => c.textContent.trim()).filter(t => /^(nan|NaN|<NA>|None|NaT)$/.test(t));
+    const tooWide = tables.concat(Array.from(article.querySelectorAll('img')))
+      .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > right; })
+      .map(e => e.tagName.toLowerCase() + ':' + Math.round(e.getBoundingClientRect().width));
+    const articleImgs = Array.from(article.querySelectorAll('img'));
+    const uncaptioned = articleImgs.filter(im => { const f = im.closest('figure');
+      return !(f && f.querySelector('figcaption') && f.querySelector('figcaption').textContent.trim()); })
+      .map(im => im.src.split('/').pop());
     out[pages[i]] = {title: doc.title, images: imgs.length,
       empty_images: imgs.filter(im => !im.complete || im.naturalWidth === 0).map(im => im.src),
-      failed: failed, external: external, tables: doc.querySelectorAll('table').length};
+      failed: failed, external: external, tables: doc.querySelectorAll('table').length,
+      nan_cells: nanCells, too_wide: tooWide, uncaptioned: uncaptioned,
+      glance: doc.querySelectorAll('#paper-at-a-glance, .paper-at-a-glance').length};
     frame.remove(); check(i + 1);
   }, 500);
   frame.src = pages[i];

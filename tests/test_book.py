@@ -47,3 +47,34 @@ def test_pages_open_in_a_real_browser(smoke_book, tmp_path):
     for chapter in CHAPTERS[:5]:
         info = report[f"book/chapters/{chapter}.html"]
         assert info["images"] >= 1 and info["tables"] >= 1, (chapter, info)
+
+
+BROKEN = """<!doctype html><html><head><title>broken</title></head><body>
+<main><article class="bd-article" style="width: 700px">
+<table><tr><th>loss</th><th>accuracy</th></tr><tr><td>mse</td><td>NaN</td></tr></table>
+<table style="width: 1100px"><tr><td>a table wider than the text column</td></tr></table>
+<img src="dot.png" style="width: 10px">
+<figure><img src="dot.png" style="width: 10px"><figcaption>A captioned figure.</figcaption></figure>
+</article></main></body></html>"""
+
+
+def test_the_browser_check_catches_what_a_reader_would_see(tmp_path):
+    """A deliberately broken page: a NaN cell, a table wider than the text column and a figure
+    without a caption are each reported (the checker behind the page tests can fail)."""
+    if chromium() is None:
+        pytest.fail("Chromium is missing: `apt-get install chromium` (the CI script installs it).")
+    import base64
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "broken.html").write_text(BROKEN)
+    (site / "dot.png").write_bytes(
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+        )
+    )
+    info = browser_check(site, ["broken.html"], tmp_path / "profile")["broken.html"]
+    assert info["nan_cells"] == ["NaN"]
+    assert info["too_wide"] == ["table:1100"]
+    assert info["uncaptioned"] == ["dot.png"] and info["images"] == 2
+    assert info["glance"] == 0 and not info["external"]
