@@ -132,7 +132,7 @@ class Params:
         "infonce", "choice", (LOSS,), "loss of the few-queries sweep (claim C2)", tuple(sorted(LOSSES))
     )
     budgets: list = _p(
-        [50, 100, 250, 500, 1000],
+        [50, 250, 500, 1000],
         "budgets",
         (LOSS,),
         "budgets of the few-queries sweep; fewer queries train more epochs (as many optimiser steps as budget)",

@@ -50,9 +50,10 @@ from encsteal.data.registry import load
 from encsteal.data.splits import draw_disjoint
 from encsteal.experiments.claims import Verdict
 from encsteal.experiments.downstream import Downstream, downstream_tasks, evaluate
+from encsteal.fidelity import linear_cka, mean_cosine_similarity
 from encsteal.losses import LOSSES
 from encsteal.params import Params
-from encsteal.probe import few_label_indices, fit_probe
+from encsteal.probe import extract_features, few_label_indices, fit_probe
 from encsteal.seeds import derive_seed, generator, random_init_encoder
 from encsteal.stats import holm, mean_interval, paired_difference
 from encsteal.victims import train_victim
@@ -187,6 +188,9 @@ class Cell:
     budget: int
     epochs: int
     seed: int
+    full: bool = True
+    """Every measure of :func:`evaluate` (the loss grid), or only the judged probe and the cheap
+    fidelity measures (:func:`evaluate_probe`: the out-of-distribution cells and the sweep)."""
 
 
 def plan(p: Params) -> list[Cell]:
@@ -194,7 +198,7 @@ def plan(p: Params) -> list[Cell]:
     label-free loss with every seed of ``p.seeds``; a loss that uses labels, SupCon, with
     ``p.shown_seeds``), the out-of-distribution query sets (every loss, ``p.shown_seeds``) and the
     few-queries sweep (``p.sweep_loss``, every budget and seed), whose cells at the grid's budget
-    are the grid's own."""
+    are the grid's own. Only the grid's cells get every measure (``Cell.full``)."""
     ind = p.query_sets[0]
 
     def seeds(loss: str) -> list[int]:
@@ -202,13 +206,16 @@ def plan(p: Params) -> list[Cell]:
 
     cells = [Cell(loss, ind, p.budget, p.steal_epochs, s) for loss in p.losses for s in seeds(loss)]
     shown = [(qs, loss, s) for qs in p.query_sets[1:] for loss in p.losses for s in p.shown_seeds]
-    cells += [Cell(loss, qs, p.budget, p.steal_epochs, s) for qs, loss, s in shown]
+    cells += [Cell(loss, qs, p.budget, p.steal_epochs, s, False) for qs, loss, s in shown]
     cells += [
-        Cell(p.sweep_loss, ind, b, sweep_epochs(b, p.budget, p.steal_epochs), s)
+        Cell(p.sweep_loss, ind, b, sweep_epochs(b, p.budget, p.steal_epochs), s, False)
         for b in sorted(set(p.budgets))
         for s in seeds(p.sweep_loss)
     ]
-    return list(dict.fromkeys(cells))
+    unique: dict[tuple, Cell] = {}
+    for c in cells:
+        unique.setdefault((c.loss, c.query_set, c.budget, c.epochs, c.seed), c)
+    return list(unique.values())
 
 
 def steal_cell(
@@ -243,13 +250,32 @@ def steal_cell(
             "seed": cell.seed,
             "task": task.name,
             "queries_paid": result.queries,
-            **evaluate(result.encoder, task, seed=cell.seed),
+            **(evaluate(result.encoder, task, seed=cell.seed) if cell.full else evaluate_probe(result.encoder, task)),
         }
         for task in tasks
     ]
     for row in rows:
         row["seconds"] = time.perf_counter() - start
     return rows
+
+
+def evaluate_probe(encoder: torch.nn.Module, task: Downstream) -> dict[str, float]:
+    """The measures of :func:`evaluate` without the few-label probe and k-NN (NaN): the judged
+    linear probe, fitted exactly as :func:`evaluate` fits it, and the fidelity measures."""
+    roles = ("probe_train", "probe_val", "probe_test")
+    y = {r: task.splits[r].labels for r in roles}
+    feats = {r: extract_features(encoder, task.splits[r]) for r in roles}
+    probe = fit_probe(feats["probe_train"], y["probe_train"], feats["probe_val"], y["probe_val"], task.Cs)
+    test_x, vict_x = feats["probe_test"], task.victim_features["probe_test"]
+    same = test_x.shape[1] == vict_x.shape[1]
+    return {
+        "probe": 100 * probe.accuracy(test_x, y["probe_test"]),
+        "knn": float("nan"),
+        "few_label": float("nan"),
+        "victim_head": 100 * task.victim_probe.accuracy(test_x, y["probe_test"]) if same else float("nan"),
+        "cosine": mean_cosine_similarity(test_x, vict_x) if same else float("nan"),
+        "cka": linear_cka(test_x, vict_x),
+    }
 
 
 def victim_rows(task: Downstream, seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -506,14 +532,16 @@ def margin_display(results: Mapping[str, Any]) -> pd.DataFrame:
     )
 
 
-def fidelity_table(results: Mapping[str, Any], query_set: str | None = None) -> pd.DataFrame:
-    """Mean over seeds of every measure, per loss and task (not judged)."""
-    cells = _frame(results, "cells")
-    if cells.empty:
-        return cells
-    qs = results["in_distribution"] if query_set is None else query_set
-    sel = cells[(cells.query_set == qs) & (cells.budget == results["budget"])]
-    return sel.groupby(["task", "loss"])[list(METRICS)].mean()
+def fidelity_table(results: Mapping[str, Any]) -> pd.DataFrame:
+    """Mean over seeds of every measure, per task, for each loss's copies of the loss grid
+    (in-distribution queries) and for the victim and the random-init encoders (not judged)."""
+    cells, base = _frame(results, "cells"), _frame(results, "baselines")
+    if cells.empty or base.empty:
+        return pd.DataFrame()
+    sel = cells[(cells.query_set == results["in_distribution"]) & (cells.budget == results["budget"])]
+    copies = sel.groupby(["task", "loss"])[list(METRICS)].mean()
+    refs = base.rename(columns={"encoder": "loss"}).groupby(["task", "loss"])[list(METRICS)].mean()
+    return pd.concat([refs, copies]).sort_index(level=0, sort_remaining=False).rename_axis(["task", "encoder"])
 
 
 # ---- claim C1: the losses -----------------------------------------------------------------------------
@@ -980,25 +1008,34 @@ def barlow_pairing_text(results: Mapping[str, Any], alpha: float = ALPHA) -> str
     return text
 
 
-def supcon_text(results: Mapping[str, Any]) -> str:
-    """SupCon with out-of-distribution queries against the best label-free loss (not judged)."""
+def ood_text(results: Mapping[str, Any]) -> str:
+    """The out-of-distribution copies (not judged): the range of the label-free losses' shares of
+    the victim's margin per judged task, and SupCon against the best label-free loss."""
     query_sets = results.get("query_sets", [])
-    if "supcon" not in results.get("losses", []) or len(query_sets) < 2:
-        return "SupCon was not run with out-of-distribution queries in this run."
-    qs, parts = query_sets[-1], []
+    if len(query_sets) < 2:
+        return "No out-of-distribution query set was run."
+    qs, n, parts = query_sets[-1], len(results.get("shown_seeds", [])), []
     for task in results.get("judged_tasks", []):
-        sup = cell_values(results, "supcon", task, qs)
-        free = {loss: cell_values(results, loss, task, qs).mean() for loss in results["losses"] if loss in LABEL_FREE}
-        free = {k: v for k, v in free.items() if not math.isnan(v)}
-        if sup.empty or not free:
+        victim, random = _baselines(results, task)
+        free = {}
+        for loss in results.get("losses", []):
+            values = cell_values(results, loss, task, qs)
+            if loss in LABEL_FREE and len(values):
+                free[loss] = (float(values.mean()), float(shares(values, victim, random).mean()))
+        if not free:
             continue
-        best = max(free, key=free.get)
-        parts.append(
-            f"on {task}, SupCon {sup.mean():.1f} % against {free[best]:.1f} % for the best label-free loss ({best})"
+        best = max(free, key=lambda k: free[k][0])
+        low, high = min(v[1] for v in free.values()), max(v[1] for v in free.values())
+        text = (
+            f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
+            f"(best: {best}, {free[best][0]:.1f} %)"
         )
+        sup = cell_values(results, "supcon", task, qs)
+        if len(sup):
+            text += f", SupCon {float(sup.mean()):.1f} %"
+        parts.append(text)
     if not parts:
-        return "SupCon was not run with out-of-distribution queries in this run."
-    n = len(results.get("shown_seeds", []))
+        return "No out-of-distribution copy was evaluated."
     return f"With {qs} queries ({n} seed{'s' if n != 1 else ''}, not judged): " + "; ".join(parts) + "."
 
 

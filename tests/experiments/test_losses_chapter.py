@@ -298,12 +298,14 @@ def test_barlow_pairing_text_is_chosen_by_the_results():
 
 def test_supcon_text_and_paper_comparison():
     r = _results(ood={"mse": 45.0, "supcon": 58.0, "infonce": 47.0})
-    text = L.supcon_text(r)
-    assert "SupCon 58.0 % against 47.0 % for the best label-free loss (infonce)" in text and "not judged" in text
+    text = L.ood_text(r)
+    # seed 0 only (random init 40, victim 60): shares (45 - 40) / 20 = 25 % (mse), (47 - 40) / 20 = 35 % (infonce)
+    assert "recover between 25% and 35% of the victim's margin (best: infonce, 47.0 %), SupCon 58.0 %" in text
+    assert "(1 seed, not judged)" in text
     side = L.paper_comparison(r)
     assert side.loc["barlow", ("rank", "paper, in-distribution (CIFAR10)")] == 6
     assert side.loc["infonce", ("rank", "ours, in-distribution: fmnist queries (mnistm)")] == 1
-    assert "not run" in L.supcon_text(_results())
+    assert "No out-of-distribution copy" in L.ood_text(_results())
 
 
 def test_texts_and_figures_run_on_partial_results():
@@ -337,7 +339,10 @@ def test_plan_reuses_the_grid_cells_in_the_sweep_and_keeps_compute():
     grid = [c for c in cells if c.query_set == "fmnist" and c.budget == p.budget and c.loss in L.LABEL_FREE]
     assert len(grid) == len(L.LABEL_FREE) * len(p.seeds)  # the sweep's InfoNCE cells at 500 are among them
     sweep = {c.budget: c.epochs for c in cells if c.loss == p.sweep_loss and c.query_set == "fmnist"}
-    assert sweep == {50: 40, 100: 40, 250: 20, 500: 10, 1000: 10}  # 40 optimiser steps or more
+    assert sweep == {50: 40, 250: 20, 500: 10, 1000: 10}  # 40 optimiser steps or more
+    assert L.sweep_epochs(100, 500, 10) == 40 and L.sweep_epochs(2000, 500, 10) == 10
+    # every measure for the grid's cells (the sweep's cells at 500 among them), the probe for the others
+    assert all(c.full == (c.budget == p.budget and c.query_set == "fmnist") for c in cells)
     assert all(c.epochs * math.ceil(c.budget / L.BATCH) >= 40 for c in cells)
     ood = [c for c in cells if c.query_set == "digits"]
     assert len(ood) == len(p.losses) * len(p.shown_seeds)
@@ -376,6 +381,19 @@ def test_query_pool_excludes_the_victims_and_the_probes_images(monkeypatch):
     assert _ids(L.seed_queries(pool, 0, 30)) <= _ids(a)  # a seed's smaller budget is inside its larger one
     with pytest.raises(ValueError, match="exceeds"):
         L.seed_queries(pool, 0, len(pool) + 1)
+
+
+def test_evaluate_probe_fits_the_probe_exactly_as_evaluate():
+    from encsteal.experiments.downstream import evaluate, prepare_downstream
+    from encsteal.seeds import random_init_encoder
+
+    victim, copy = (random_init_encoder("convnet", 1, 28, s) for s in (0, 1))
+    sizes = {"probe_train": 200, "probe_val": 100, "probe_test": 150}
+    task = prepare_downstream("digits", victim, sizes, per_class=5, Cs=(0.1, 1.0))
+    full, lean = evaluate(copy, task, seed=3), L.evaluate_probe(copy, task)
+    for key in ("probe", "victim_head", "cosine", "cka"):
+        assert lean[key] == pytest.approx(full[key])
+    assert math.isnan(lean["few_label"]) and math.isnan(lean["knn"])
 
 
 def test_results_hold_per_seed_values():
