@@ -343,7 +343,7 @@ def run(p: Params) -> LossChapter:
     enc = victim.encoder
     base = baseline_rows(tasks, p.seeds, victim.config.arch, enc.in_channels, enc.input_size)
     cells: list[dict[str, Any]] = []
-    for cell in tqdm(plan(p), desc="loss chapter"):
+    for cell in tqdm(plan(p), desc="loss chapter", disable=None):  # no bar where stderr is not a terminal
         cells += steal_cell(api, pools[cell.query_set], cell, tasks, params.loss_params(p, cell.loss), device=p.device)
     settings = {
         "metric": METRIC,
@@ -1030,6 +1030,8 @@ def ood_text(results: Mapping[str, Any]) -> str:
             f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
             f"(best: {best}, {free[best][0]:.1f} %)"
         )
+        if low < 0:
+            text += " (a negative share: below the random-init encoders)"
         sup = cell_values(results, "supcon", task, qs)
         if len(sup):
             text += f", SupCon {float(sup.mean()):.1f} %"
@@ -1188,13 +1190,13 @@ def plot_sweep(results: Mapping[str, Any]) -> Figure:
         ax.fill_between(s["budget"], s["share low"], s["share high"], color=f"C{k}", alpha=0.2)
     for level in LEVELS:
         ax.axhline(level, color="k", ls=":", lw=1)
-        ax.text(ax.get_xlim()[0] if len(sweep) else 0, level, f" {level:.0%}", va="bottom", fontsize=8)
+        ax.text(1.01, level, f"{level:.0%}", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
     fifth = FIFTH * results["victim_num_train"]
     ax.axvline(fifth, color="k", ls="--", lw=1, label=f"a fifth of the training set ({fifth:,.0f})")
     ax.set_xscale("log")
     ax.set_xlabel(f"queries ({results['sweep_loss']}, {results['in_distribution']})")
     ax.set_ylabel("share of the victim's margin recovered")
-    ax.set_title("Few queries: share of the margin against budget (95 % intervals over seeds)")
-    ax.legend(fontsize=8)
+    ax.set_title("Share of the victim's margin against queries (95 % intervals over seeds)")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
