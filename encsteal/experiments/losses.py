@@ -991,10 +991,15 @@ def barlow_pairing_text(results: Mapping[str, Any], alpha: float = ALPHA) -> str
     lower_everywhere = all(sep and r[1].mean < 0 for r, sep in zip(rows, rejected))
     official_worst, correct_worst = all(worst["barlow_official"]), all(worst["barlow"])
     text = "Here, " + "; ".join(parts) + ". "
-    text += (
-        f"The official pairing is {'' if official_worst else 'not '}separably the worst label-free loss on every "
-        f"judged task, the correct pairing {'is' if correct_worst else 'is not'}. "
-    )
+    worst_sentence = {
+        (True, True): "Both pairings are separably the worst label-free loss on every judged task. ",
+        (True, False): "The official pairing is separably the worst label-free loss on every judged task; "
+        "the correct pairing is not. ",
+        (False, True): "The correct pairing is separably the worst label-free loss on every judged task; "
+        "the official pairing is not. ",
+        (False, False): "Neither pairing is separably the worst label-free loss on every judged task. ",
+    }
+    text += worst_sentence[(official_worst, correct_worst)]
     if lower_everywhere and official_worst and not correct_worst:
         text += (
             "So this run shows the same kind of gap as the paper's table for the official pairing only: it supports "
@@ -1026,12 +1031,11 @@ def ood_text(results: Mapping[str, Any]) -> str:
             continue
         best = max(free, key=lambda k: free[k][0])
         low, high = min(v[1] for v in free.values()), max(v[1] for v in free.values())
+        below = ", a negative share meaning below the random-init encoders" if low < 0 else ""
         text = (
             f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
-            f"(best: {best}, {free[best][0]:.1f} %)"
+            f"(best: {best}, {free[best][0]:.1f} %{below})"
         )
-        if low < 0:
-            text += " (a negative share: below the random-init encoders)"
         sup = cell_values(results, "supcon", task, qs)
         if len(sup):
             text += f", SupCon {float(sup.mean()):.1f} %"

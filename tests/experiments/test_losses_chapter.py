@@ -291,8 +291,10 @@ def test_queries_needed_reads_the_band():
 def test_barlow_pairing_text_is_chosen_by_the_results():
     gap = L.barlow_pairing_text(_results({**GRID, "wasserstein": 50.0, "barlow": 50.0, "barlow_official": 40.0}))
     assert "separably lower than the correct one" in gap and "supports reading" in gap
+    assert "The official pairing is separably the worst label-free loss on every judged task; the correct" in gap
     none = L.barlow_pairing_text(_results({**GRID, "barlow_official": 44.0}))
     assert "not separable from the correct one" in none and "does not single out" in none
+    assert "Both pairings are separably the worst" in none
     assert "needed" in L.barlow_pairing_text(_results(drop=("barlow_official",)) | {"losses": list(GRID)[:-1]})
 
 
