@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from encsteal import paper_tables, params
+from encsteal import paper_tables, params, tables
 from encsteal.api import EncoderAPI
 from encsteal.attack import StealConfig, steal
 from encsteal.data.imageset import ImageSet
@@ -491,11 +491,8 @@ def loss_table(results: Mapping[str, Any], query_set: str | None = None, metric:
 
 
 def _fmt(mean: float, low: float, high: float, digits: int = 1) -> str:
-    if math.isnan(mean):
-        return ""
-    if math.isnan(low):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    """``mean [low, high]`` (:func:`encsteal.tables.interval`; n/a when missing)."""
+    return tables.interval(mean, low, high, digits)
 
 
 def loss_display(results: Mapping[str, Any], query_set: str | None = None) -> pd.DataFrame:
@@ -522,7 +519,7 @@ def margin_display(results: Mapping[str, Any]) -> pd.DataFrame:
         return m
     return pd.DataFrame(
         {
-            "victim (%)": m["victim"].map(lambda v: f"{v:.1f}"),
+            "victim (%)": m["victim"].map(tables.number),
             "random init (%)": [_fmt(*r) for r in m[["random init", "random low", "random high"]].itertuples(False)],
             "margin (points)": [_fmt(*r) for r in m[["margin", "margin low", "margin high"]].itertuples(False)],
             "seeds": m["seeds"],
@@ -541,7 +538,8 @@ def fidelity_table(results: Mapping[str, Any]) -> pd.DataFrame:
     sel = cells[(cells.query_set == results["in_distribution"]) & (cells.budget == results["budget"])]
     copies = sel.groupby(["task", "loss"])[list(METRICS)].mean()
     refs = base.rename(columns={"encoder": "loss"}).groupby(["task", "loss"])[list(METRICS)].mean()
-    return pd.concat([refs, copies]).sort_index(level=0, sort_remaining=False).rename_axis(["task", "encoder"])
+    table = pd.concat([refs, copies]).sort_index(level=0, sort_remaining=False).rename_axis(["task", "encoder"])
+    return tables.for_readers(table, digits=2)
 
 
 # ---- claim C1: the losses -----------------------------------------------------------------------------
@@ -937,26 +935,37 @@ def judge_few_queries(
 # ---- the paper's table and the sentences of the chapter --------------------------------------------------
 
 
-def paper_comparison(results: Mapping[str, Any]) -> pd.DataFrame:
-    """The paper's loss table beside ours (mean probe accuracy per loss), each column also ranked
-    (1 = best). Reading of the paper's column pairs (an assumption, book/paper_setup.md#setup-unverified):
-    left pair in-distribution queries, right pair out-of-distribution queries against the same
-    CIFAR10 victim; ours: the first and the last query set."""
-    paper = paper_tables.loss_table()
-    cols: dict[str, pd.Series] = {}
-    for (kind, task), values in paper.items():
-        cols[f"paper, {kind} ({task})"] = values
+def paper_comparison(results: Mapping[str, Any]) -> list[pd.DataFrame]:
+    """The paper's loss table and ours, each cell "accuracy (rank)" (rank 1 = best in its column;
+    n/a: no such cell), as two tables of four columns: the paper's, then ours (mean probe accuracy
+    over seeds; the first and the last query set). Reading of the paper's column pairs (an
+    assumption, book/paper_setup.md#setup-unverified): left pair in-distribution queries, right
+    pair out-of-distribution queries against the same CIFAR10 victim."""
+
+    def ranked(table: pd.DataFrame) -> pd.DataFrame:
+        ranks = table.rank(ascending=False, method="min")
+        cells = {
+            col: [
+                tables.NA if pd.isna(v) else f"{v:.1f} ({int(r)})" for v, r in zip(table[col], ranks[col], strict=True)
+            ]
+            for col in table.columns
+        }
+        return pd.DataFrame(cells, index=table.index).rename_axis("loss")
+
+    losses = list(dict.fromkeys([*paper_tables.loss_table().index, *results.get("losses", [])]))
+    paper = paper_tables.loss_table().reindex(losses)
+    paper.columns = [f"paper: {kind}, {task}" for kind, task in paper.columns]
     query_sets = results.get("query_sets") or [results["in_distribution"]]
+    ours = {}
     for label, qs in (("in-distribution", query_sets[0]), ("out-of-distribution", query_sets[-1])):
         if label == "out-of-distribution" and len(query_sets) < 2:
             continue
         for task in results.get("judged_tasks", []):
-            cols[f"ours, {label}: {qs} queries ({task})"] = pd.Series(
-                {loss: float(cell_values(results, loss, task, qs).mean()) for loss in results.get("losses", [])}
-            )
-    table = pd.DataFrame(cols)
-    ranks = table.rank(ascending=False, method="min")
-    return pd.concat({"accuracy (%)": table.round(1), "rank": ranks}, axis=1).rename_axis("loss")
+            ours[f"ours: {qs} queries, {task}"] = [
+                float(cell_values(results, loss, task, qs).mean()) if loss in results.get("losses", []) else np.nan
+                for loss in losses
+            ]
+    return [ranked(paper), ranked(pd.DataFrame(ours, index=losses))]
 
 
 def _is_sep(comps: pd.DataFrame, task: str, a: str, b: str) -> tuple[int, pd.Series | None]:

@@ -304,9 +304,12 @@ def test_supcon_text_and_paper_comparison():
     # seed 0 only (random init 40, victim 60): shares (45 - 40) / 20 = 25 % (mse), (47 - 40) / 20 = 35 % (infonce)
     assert "recover between 25% and 35% of the victim's margin (best: infonce, 47.0 %), SupCon 58.0 %" in text
     assert "(1 seed, not judged)" in text
-    side = L.paper_comparison(r)
-    assert side.loc["barlow", ("rank", "paper, in-distribution (CIFAR10)")] == 6
-    assert side.loc["infonce", ("rank", "ours, in-distribution: fmnist queries (mnistm)")] == 1
+    paper, ours = L.paper_comparison(r)
+    assert paper.loc["barlow", "paper: in-distribution, CIFAR10"] == "26.9 (6)"
+    assert paper.loc["barlow_official", "paper: in-distribution, CIFAR10"] == "n/a"  # not in the paper's table
+    assert ours.loc["infonce", "ours: fmnist queries, mnistm"].endswith("(1)")
+    assert ours.loc["supcon", "ours: digits queries, mnistm"] == "58.0 (1)"
+    assert len(paper.columns) == len(ours.columns) == 4
     assert "No out-of-distribution copy" in L.ood_text(_results())
 
 
