@@ -14,8 +14,9 @@ What every judged number rests on
   ``stolen`` stream, never from the victim's. Every loss runs with the profile's fixed settings
   (``p.loss_settings``; Adam 1e-3, batch 128, ``p.steal_epochs`` epochs): **no loss is tuned**.
 * **Evaluation**: :func:`encsteal.experiments.downstream.evaluate` on every judged task
-  (``p.downstream_sets``), the few-label subset drawn with seed ``s``'s own stream. The judged
-  measure is the linear probe's accuracy (``METRIC``).
+  (``p.downstream_sets``), the few-label subset drawn with seed ``s``'s own stream; the
+  out-of-distribution and sweep copies get only the probe and the fidelity measures
+  (:func:`evaluate_probe`, same probe). The judged measure is the linear probe's accuracy (``METRIC``).
 * **Baselines**: per seed, the victim (its full probe is the same for every seed) and the
   random-init encoder of seed ``s`` (:func:`encsteal.seeds.random_init_encoder`). The share of
   the victim's margin a copy of seed ``s`` recovers is ``(copy_s - random_s) / (victim - random_s)``.
