@@ -120,8 +120,21 @@ class Params:
         "stealing losses of the loss grid",
     )
     budget: int = _p(500, "int+", (LOSS, PERFORMANCE), "queries of each stealing run")
-    curve_losses: list = _p(["mse", "infonce", "barlow"], "losses", (LOSS,), "losses of the budget curve")
-    budgets: list = _p([125, 250, 500], "budgets", (LOSS,), "budgets of the budget curve (each <= budget)")
+    shown_seeds: list = _p(
+        [0],
+        "seeds",
+        (LOSS,),
+        "seeds of the cells shown but never judged: out-of-distribution queries, losses that use labels (SupCon)",
+    )
+    sweep_loss: str = _p(
+        "infonce", "choice", (LOSS,), "loss of the few-queries sweep (claim C2)", tuple(sorted(LOSSES))
+    )
+    budgets: list = _p(
+        [50, 250, 500, 1000],
+        "budgets",
+        (LOSS,),
+        "budgets of the few-queries sweep; fewer queries train more epochs (as many optimiser steps as budget)",
+    )
     # -- chapter 3: the ImageNet encoder ---------------------------------------------------------
     image_size: int = _p(64, "int+", (IMAGENET,), "size the ImageNet victim sees (pixels)")
     imagenet_query_sets: list = _p(["mnistm", "fmnist"], "datasets", (IMAGENET,), "query data sets")
@@ -284,8 +297,8 @@ def check(name: str, value: Any) -> Any:
 
 
 def _check_together(p: Params) -> None:
-    if max(p.budgets) > p.budget:
-        _fail("budgets", p.budgets, f"Each must be at most budget={p.budget} (the query pool's size).")
+    if len(set(p.budgets)) != len(p.budgets):
+        _fail("budgets", p.budgets, "List each budget once.")
 
 
 def profile_overrides(profile: str) -> dict[str, Any]:
