@@ -9,6 +9,12 @@ its outputs match the answers under one of the paper's losses. Two query designs
 * ``requery_every_epoch=True``: the official code's design, which sends every batch again in
   every epoch (book/paper_setup.md#setup-query-accounting); here every image sent is counted, honestly.
 
+An attacker may also drop answers it recognises as poison (``drop_outlier_ratio``, query-once
+design only): the duplicate detector of :mod:`encsteal.defenses` answers suspected duplicates with
+N(1000, 0.5^2) noise, whose norm is hundreds of times that of a genuine representation, so such
+answers are filtered by their norm alone (:func:`outlier_answers`) before training; they still
+count as queries.
+
 Augmentation (``augment``): ``"none"`` sends the plain images; ``"views"`` makes ``views``
 augmented copies of each image and the victim answers each copy (each counts as a query);
 ``"stolen_only"`` lets the victim answer the plain image once while the stolen encoder sees a
@@ -53,6 +59,8 @@ class StealConfig:
     ``seed`` drives the stolen encoder's initialisation (its own stream, see :func:`build_stolen`)
     and the batch order; ``init_seed`` (default None) instead initialises it like a victim trained
     with that seed, for experiments that need a copy starting from the victim's initial weights.
+    ``drop_outlier_ratio`` (default None: keep every answer) drops, before training, the answers
+    :func:`outlier_answers` finds with that ratio (> 1); it needs the query-once design.
     """
 
     loss: str = "infonce"
@@ -68,6 +76,7 @@ class StealConfig:
     requery_every_epoch: bool = False
     seed: int = 0
     init_seed: int | None = None
+    drop_outlier_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -80,6 +89,35 @@ class StealConfig:
         for name in ("epochs", "batch_size", "views"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.drop_outlier_ratio is not None:
+            if isinstance(self.drop_outlier_ratio, bool) or not self.drop_outlier_ratio > 1:
+                raise ValueError(f"drop_outlier_ratio must be a number > 1 (or None), got {self.drop_outlier_ratio!r}.")
+            if self.requery_every_epoch:
+                raise ValueError(
+                    "drop_outlier_ratio filters the stored answers of the query-once design; "
+                    "it cannot be combined with requery_every_epoch=True."
+                )
+
+
+def outlier_answers(answers: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Which answers an outlier-dropping attacker discards (True): all-zero answers (the detector's
+    ``"zeros"`` poison), and, among the others, those above the largest ratio between consecutive
+    sorted L2 norms when that ratio exceeds ``ratio`` (the detector's N(1000, 0.5^2) poison). With
+    one cluster of non-zero norms (no poison, or only poison) none of them is dropped; otherwise
+    the poison is dropped whatever its share, and the lowest cluster is always kept."""
+    if not ratio > 1:
+        raise ValueError(f"ratio must be > 1, got {ratio!r}.")
+    norms = answers.float().flatten(1).norm(dim=1)
+    flags = norms == 0
+    live = torch.nonzero(~flags).flatten()
+    if len(live) < 2:
+        return flags
+    values, order = norms[live].sort()
+    gaps = values[1:] / values[:-1]
+    split = int(gaps.argmax())
+    if float(gaps[split]) > ratio:
+        flags[live[order[split + 1 :]]] = True
+    return flags
 
 
 class ProjectedEncoder(nn.Module):
@@ -316,6 +354,9 @@ def _run_attack(
         answers = _answer_all(api, sent, c, size, user)
         train_x = sent if config.augment == "views" else images
         train_labels = labels.repeat(len(sent) // len(images))
+        if config.drop_outlier_ratio is not None:  # the attacker discards answers it recognises as poison
+            keep = ~outlier_answers(answers, config.drop_outlier_ratio)
+            train_x, train_labels, answers = train_x[keep], train_labels[keep], answers[keep]
     else:
         train_x, train_labels, answers = images, labels, None
     views = config.views if (config.requery_every_epoch and config.augment == "views") else 1

@@ -94,9 +94,7 @@ class Params:
     few_label_per_class: int = _p(10, "int+", (API, LOSS, IMAGENET), "labels per class of the few-label probe")
     probe_cs: list = _p([0.1, 1.0], "floats+", (API, LOSS, IMAGENET), "inverse regularisation strengths tried")
     # -- stealing -------------------------------------------------------------------------
-    steal_epochs: int = _p(
-        10, "int+", (API, LOSS, IMAGENET, DEFENSES, WATERMARK, PERFORMANCE), "epochs of every stealing run"
-    )
+    steal_epochs: int = _p(10, "int+", (API, LOSS, IMAGENET, WATERMARK, PERFORMANCE), "epochs of every stealing run")
     loss_settings: dict = _p(
         {},
         "loss_settings",
@@ -135,9 +133,22 @@ class Params:
         (LOSS,),
         "stealing losses of the loss grid",
     )
-    budget: int = _p(500, "int+", (LOSS, DEFENSES, PERFORMANCE), "queries of each stealing run")
-    curve_losses: list = _p(["mse", "infonce", "barlow"], "losses", (LOSS,), "losses of the budget curve")
-    budgets: list = _p([125, 250, 500], "budgets", (LOSS,), "budgets of the budget curve (each <= budget)")
+    budget: int = _p(500, "int+", (LOSS, PERFORMANCE), "queries of each stealing run")
+    shown_seeds: list = _p(
+        [0],
+        "seeds",
+        (LOSS,),
+        "seeds of the cells shown but never judged: out-of-distribution queries, losses that use labels (SupCon)",
+    )
+    sweep_loss: str = _p(
+        "infonce", "choice", (LOSS,), "loss of the few-queries sweep (claim C2)", tuple(sorted(LOSSES))
+    )
+    budgets: list = _p(
+        [50, 250, 500, 1000],
+        "budgets",
+        (LOSS,),
+        "budgets of the few-queries sweep; fewer queries train more epochs (as many optimiser steps as budget)",
+    )
     # -- chapter 3: the ImageNet encoder ---------------------------------------------------------
     image_size: int = _p(64, "int+", (IMAGENET,), "size the ImageNet victim sees (pixels)")
     imagenet_query_sets: list = _p(["mnistm", "fmnist"], "datasets", (IMAGENET,), "query data sets")
@@ -146,10 +157,19 @@ class Params:
     imagenet_losses: list = _p(["mse"], "losses", (IMAGENET,), "stealing losses")
     # -- chapter 4: defenses ------------------------------------------------------------------
     strengths: list = _p(
-        [0.0, 0.3, 1.0, 3.0, 10.0], "floats0", (DEFENSES,), "noise std as multiples of the representation's std"
+        [0.1, 0.5],
+        "floats+",
+        (DEFENSES,),
+        "noise std as multiples of the representation's std (the undefended API, 0, is always measured)",
     )
-    thresholds: list = _p([1.0, 0.95, 0.9, 0.8], "floats0", (DEFENSES,), "duplicate-detector thresholds")
-    defense_losses: list = _p(["mse", "infonce"], "losses", (DEFENSES, WATERMARK), "attackers' losses")
+    thresholds: list = _p([0.8], "floats0", (DEFENSES,), "duplicate-detector thresholds (official: 0.8)")
+    defense_steal_epochs: int = _p(
+        6, "int+", (DEFENSES,), "epochs of the attackers' stealing runs (below steal_epochs: the chapter's time budget)"
+    )
+    defense_attack_losses: list = _p(
+        ["mse"], "losses", (DEFENSES,), "losses of the attackers against the defenses (the best one is judged)"
+    )
+    defense_losses: list = _p(["mse", "infonce"], "losses", (WATERMARK,), "attackers' losses")
     # -- chapter 5: the watermark -----------------------------------------------------------------
     watermark_task: str = _p("binary", "choice", (WATERMARK,), "rotation task", WATERMARK_TASKS)
     watermark_epochs: int = _p(6, "int+", (WATERMARK,), "watermark fine-tuning epochs")
@@ -291,8 +311,8 @@ def check(name: str, value: Any) -> Any:
 
 
 def _check_together(p: Params) -> None:
-    if max(p.budgets) > p.budget:
-        _fail("budgets", p.budgets, f"Each must be at most budget={p.budget} (the query pool's size).")
+    if len(set(p.budgets)) != len(p.budgets):
+        _fail("budgets", p.budgets, "List each budget once.")
 
 
 def profile_overrides(profile: str) -> dict[str, Any]:

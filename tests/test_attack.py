@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from encsteal.api import BudgetExceeded, EncoderAPI
-from encsteal.attack import StealConfig, steal
+from encsteal.attack import StealConfig, outlier_answers, steal
 from encsteal.cache import ResultCache
 from encsteal.data import load
+from encsteal.defenses import DuplicateDetector
 from encsteal.fidelity import mean_cosine_similarity
 from encsteal.models import LinearClassifier, SmallConvNet
 
@@ -108,6 +109,60 @@ def test_errors(victim, digits):
         steal(EncoderAPI(victim), torch.rand(4, 28, 28), _cfg(), progress=False)
     with pytest.raises(ValueError, match="pass query_labels"):
         steal(EncoderAPI(victim), small, _cfg(loss="supcon"), progress=False)
+
+
+def test_outlier_answers_finds_the_detectors_poison_whatever_its_share():
+    gen = torch.Generator().manual_seed(0)
+    genuine = torch.rand(200, 64, generator=gen) * 2  # norms about 9
+    poison = 1000 + 0.5 * torch.randn(200, 64, generator=gen)  # the detector's N(1000, 0.5^2)
+    assert not outlier_answers(genuine, 10.0).any()  # one cluster: nothing dropped
+    assert not outlier_answers(poison, 10.0).any()  # all poisoned: nothing to tell apart
+    for n_poison in (1, 100, 190):  # a few, half, nearly all answers poisoned
+        answers = torch.cat([genuine[: 200 - n_poison], poison[:n_poison]])[torch.randperm(200, generator=gen)]
+        flags = outlier_answers(answers, 10.0)
+        assert torch.equal(flags, answers.norm(dim=1) > 1000)
+    assert not outlier_answers(genuine[:1], 10.0).any()
+    zeros = torch.cat([genuine[:150], torch.zeros(50, 64)])  # the detector's "zeros" poison
+    assert torch.equal(outlier_answers(zeros, 10.0), torch.arange(200) >= 150)
+    both = torch.cat([genuine[:100], torch.zeros(50, 64), poison[:50]])
+    assert torch.equal(outlier_answers(both, 10.0), torch.arange(200) >= 100)
+    with pytest.raises(ValueError, match="ratio must be > 1"):
+        outlier_answers(genuine, 1.0)
+
+
+def test_outlier_dropping_attacker_trains_on_the_unpoisoned_answers_only(victim, digits):
+    small = digits[0].subset(torch.arange(96))
+    stream = torch.cat([small.images, small.images[:32]])  # 32 exact duplicates at the end
+
+    def detector():
+        return DuplicateDetector(threshold=0.999, seed=1)
+
+    probe = detector()
+    EncoderAPI(victim, defenses=[probe]).query(stream, "u")
+    _, flags = probe.decisions("u")
+    assert flags[96:].all() and 0 < int(flags.sum()) < len(stream)  # the duplicates, maybe a few more
+    cfg = _cfg(epochs=2, drop_outlier_ratio=10.0)
+    off = ResultCache(enabled=False)
+    defended = EncoderAPI(victim, defenses=[detector()])
+    dropped = steal(defended, stream, cfg, user="u", cache=off, device="cpu", progress=False)
+    assert dropped.queries == len(stream)  # dropped answers were still paid for
+    # the same attack on the undefended API with only the unflagged images trains the same copy
+    clean = steal(EncoderAPI(victim), stream[~flags], cfg, cache=off, device="cpu", progress=False)
+    naive = steal(
+        EncoderAPI(victim, defenses=[detector()]), stream, _cfg(epochs=2), user="u", cache=off, progress=False
+    )
+    x = digits[1].float()[:16]
+    with torch.no_grad():
+        assert torch.allclose(dropped.encoder(x), clean.encoder(x), atol=1e-5)
+        assert not torch.allclose(naive.encoder(x), clean.encoder(x), atol=1e-2)
+
+
+def test_drop_outlier_ratio_is_checked():
+    with pytest.raises(ValueError, match="drop_outlier_ratio must be a number > 1"):
+        StealConfig(drop_outlier_ratio=1.0)
+    with pytest.raises(ValueError, match="requery_every_epoch"):
+        StealConfig(drop_outlier_ratio=10.0, requery_every_epoch=True)
+    assert StealConfig().drop_outlier_ratio is None
 
 
 def test_stealing_a_trained_victim_beats_random_initialisation(tmp_path):

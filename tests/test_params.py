@@ -18,7 +18,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
         ({"losses": ["mse", "l1"]}, "Known losses: mse, infonce"),
         ({"losses": "[mse, infonce]"}, "Use a list"),
         ({"query_sets": ["cifar11"]}, "Known data sets"),
-        ({"budget": 100, "budgets": [50, 200]}, "at most budget=100"),
+        ({"budgets": [50, 50]}, "List each budget once"),
         ({"steal_epochs": 0}, "positive integer"),
         ({"device": "tpu"}, "Allowed: auto, cpu, cuda"),
         ({"probe_cs": [0.1, -1]}, "positive"),

@@ -1,163 +1,291 @@
-"""Chapter 4: the defense trade-off table and plot on a tiny victim; its headline and views on
-synthetic tables."""
+"""Chapter 4: the judge on synthetic results (every verdict, an ineffective defense, a task the
+victim does not win), the paired and matched tables, the sentences chosen from results, and the
+measurements on a tiny victim."""
 
 import math
 
 import matplotlib.pyplot as plt
-import pandas as pd
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from encsteal.attack import StealConfig
+from encsteal.attack import outlier_answers
 from encsteal.cache import ResultCache
 from encsteal.data import role_splits
-from encsteal.experiments.defenses import (
-    attack_configs,
-    attacker_columns,
-    augmented_pair_stream,
-    headline,
-    plot_tradeoff,
-    tradeoff_table,
-    tradeoff_view,
-    victim_output_std,
-)
-from encsteal.probe import evaluate_encoder
+from encsteal.experiments import defenses as D
 from encsteal.victims import VictimConfig, train_victim
 
-SIZES = {"victim": 256, "probe_train": 300, "probe_val": 100, "query": 128, "probe_test": 200}
+SEEDS = [0, 1, 2, 3, 4]
+TASKS = ("mnistm", "photocrops")
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    cache = ResultCache(tmp_path_factory.mktemp("cache"))
-    victim = train_victim(
-        VictimConfig(dataset="mnist5k", num_train=256, epochs=1, batch_size=64), cache, device="cpu", progress=False
+def _results(loss_legit, loss_attacker, victim=60.0, random=40.0, attacker=50.0, jitter=0.5, zero=False):
+    """Synthetic chapter results. ``loss_legit[s]`` / ``loss_attacker[s]``: the relative loss (%)
+    of each user at strength s (strength 0 is the undefended API), plus per-seed jitter of
+    ``jitter`` points (none for exactly-zero losses when ``zero``)."""
+    rng = np.random.default_rng(0)
+    base, noise = [], []
+    for task in TASKS:
+        for seed in SEEDS:
+            base.append({"seed": seed, "task": task, "user": D.VICTIM, "accuracy": victim})
+            base.append({"seed": seed, "task": task, "user": D.RANDOM, "accuracy": random + rng.normal(0, 1)})
+            clean_attacker = attacker + rng.normal(0, 1)
+            noise.append({"strength": 0.0, "seed": seed, "task": task, "user": D.LEGIT, "accuracy": victim})
+            noise.append(
+                {"strength": 0.0, "seed": seed, "task": task, "user": "attacker_mse", "accuracy": clean_attacker}
+            )
+            for s in loss_legit:
+                users = ((D.LEGIT, victim, loss_legit[s]), ("attacker_mse", clean_attacker, loss_attacker[s]))
+                for user, start, loss in users:
+                    wobble = 0.0 if (zero and loss == 0) else rng.normal(0, jitter)
+                    acc = start * (1 - loss / 100) + wobble
+                    noise.append({"strength": float(s), "seed": seed, "task": task, "user": user, "accuracy": acc})
+    return {"seeds": SEEDS, "queries": 1000, "baselines": base, "noise": noise}
+
+
+def test_judge_reproduced_when_the_legitimate_user_loses_more():
+    v = D.judge_defense(_results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}))
+    assert v.verdict == "reproduced" and v.claim == D.CLAIM
+    assert "legitimate user hurt more" in v.evidence and "4 of 4 cells" in v.evidence
+
+
+def test_judge_reproduced_when_losses_are_not_separable():
+    results = _results({0.5: 20.0}, {0.5: 20.0}, jitter=3.0)
+    table = D.paired_table(results)
+    assert table["effective"].all() and (table["outcome"] == "not separable").all()
+    assert D.judge_defense(results).verdict == "reproduced"
+
+
+def test_judge_not_reproduced_when_the_attacker_loses_separably_more():
+    v = D.judge_defense(_results({0.1: 1.0, 0.5: 3.0}, {0.1: 20.0, 0.5: 50.0}))
+    assert v.verdict == "not reproduced" and "attacker hurt more" in v.evidence
+
+
+def test_judge_partly_reproduced_when_it_depends_on_the_strength():
+    v = D.judge_defense(_results({0.1: 20.0, 0.5: 2.0}, {0.1: 1.0, 0.5: 40.0}))
+    assert v.verdict == "partly reproduced"
+
+
+def test_an_ineffective_defense_is_not_evaluated():
+    # zero noise: every defended accuracy equals the undefended one, for every seed
+    results = _results({0.1: 0.0, 0.5: 0.0}, {0.1: 0.0, 0.5: 0.0}, zero=True)
+    assert not D.paired_table(results)["effective"].any()
+    v = D.judge_defense(results)
+    assert v.verdict == "not evaluated" and "no defended strength changed" in v.evidence
+    # an ineffective strength does not count for the claim: only the effective one decides
+    mixed = _results({0.1: 0.0, 0.5: 2.0}, {0.1: 0.0, 0.5: 40.0}, zero=True)
+    assert D.judge_defense(mixed).verdict == "not reproduced"
+
+
+def test_a_defense_that_only_touches_the_attacker_does_not_reproduce():
+    # like a detector that fires on the attacker only: the legitimate user is untouched
+    results = _results({0.5: 0.0}, {0.5: 30.0}, zero=True)
+    cells = D.paired_table(results)
+    assert cells["effective"].all() and (cells["outcome"] == "attacker hurt more").all()
+    assert D.judge_defense(results).verdict == "not reproduced"
+
+
+def test_tasks_the_victim_does_not_win_are_not_judged():
+    results = _results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)
+    assert not D.baseline_table(results)["judged"].any()
+    assert D.paired_table(results).empty
+    v = D.judge_defense(results)
+    assert v.verdict == "not evaluated" and "beats a random-init encoder on no task" in v.evidence
+    assert "not above zero, so the task is not judged" in D.margin_sentence(results)
+    assert "No task was judged" in D.noise_sentence(results) and "No task was judged" in D.matched_sentence(results)
+
+
+def test_paired_table_uses_holm_over_the_effective_cells():
+    results = _results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0})
+    table = D.paired_table(results)
+    assert len(table) == 4 and set(table.task) == set(TASKS)
+    row = table[(table.task == "mnistm") & (table.strength == 0.5)].iloc[0]
+    assert row.legit_loss == pytest.approx(40.0, abs=1.0) and row.attacker_loss == pytest.approx(2.0, abs=1.5)
+    assert row["diff"] == pytest.approx(row.legit_loss - row.attacker_loss)
+    assert row.diff_low < row["diff"] < row.diff_high and row.attacker == "attacker_mse"
+    # a difference significant alone but not after Holm over many cells stays "not separable"
+    strengths = (0.1, 0.2, 0.3, 0.4, 0.5)
+    weak = _results({s: 6.0 for s in strengths}, {s: 4.0 for s in strengths}, jitter=0.8)
+    cells = D.paired_table(weak)
+    assert cells["effective"].all()
+    lone = cells[(cells.p < 0.05) & (cells.outcome == "not separable")]
+    assert len(lone) >= 3  # each would be separable alone (p < 0.05), not among 10 comparisons
+
+
+def test_the_best_attacker_is_the_one_the_defense_leaves_best_off():
+    results = _results({0.5: 10.0}, {0.5: 30.0})
+    for r in list(results["noise"]):
+        if r["user"] == "attacker_mse":  # a second attacker, weaker undefended, untouched by the defense
+            results["noise"].append({**r, "user": "attacker_infonce", "accuracy": 48.0})
+    legit, attacker, best = D.user_losses(results, "mnistm", 0.5)
+    assert best == "attacker_infonce"  # 48 % against the mse copy's 35 % at strength 0.5
+    clean_best = D._per_seed(D._frame(results, "noise"), task="mnistm", user="attacker_mse", strength=0.0)
+    assert np.allclose(attacker, 100 * (1 - 48.0 / clean_best))  # against the best undefended attacker
+
+
+def test_matched_table_interpolates_the_attacker_loss():
+    results = _results({1.0: 10.0, 2.0: 30.0}, {1.0: 2.0, 2.0: 4.0}, jitter=0.0, zero=True)
+    table = D.matched_table(results, targets=(10.0, 25.0, 50.0)).set_index(["task", "target"])
+    assert table.loc[("mnistm", 10.0), "attacker_loss"] == pytest.approx(2.0, abs=1e-6)
+    assert table.loc[("mnistm", 25.0), "attacker_loss"] == pytest.approx(3.5, abs=1e-6)  # at strength 1.75
+    assert table.loc[("mnistm", 25.0), "strength"] == pytest.approx(1.75)
+    assert table.loc[("mnistm", 50.0), "reached"] == 0 and math.isnan(table.loc[("mnistm", 50.0), "attacker_loss"])
+    text = D.matched_sentence(results)
+    assert "has lost 10 % of its accuracy" in text and "less" in text
+
+
+def test_relative_loss_is_paired_by_seed():
+    import pandas as pd
+
+    assert list(D.relative_loss(pd.Series([30.0, 40.0]), pd.Series([60.0, 40.0]))) == [50.0, 0.0]
+    with pytest.raises(ValueError, match="paired by seed"):
+        D.relative_loss(pd.Series([1.0], index=[0]), pd.Series([1.0], index=[1]))
+
+
+def test_sentences_follow_the_outcome():
+    hurt_legit = D.noise_sentence(_results({0.5: 40.0}, {0.5: 1.0}))
+    hurt_attacker = D.noise_sentence(_results({0.5: 1.0}, {0.5: 40.0}))
+    assert "legitimate user is hurt separably more" in hurt_legit
+    assert "down to 36.0 %, below the random-init encoder" in hurt_legit  # 60 x 0.6 < 40
+    assert "attacker is hurt separably more" in hurt_attacker and "below the random-init" not in hurt_attacker
+    assert "the best attacker gains 5 %" in D.noise_sentence(_results({0.5: 40.0}, {0.5: -5.0}))
+    texts = {D.verdict_sentence(D.Verdict(D.CLAIM, "", v)) for v in D.VERDICTS}
+    assert len(texts) == 4
+    assert "not reproduced" in D.verdict_sentence(D.Verdict(D.CLAIM, "", "not reproduced"))
+    # a reproduced claim whose every effective cell hurts the legitimate user separably more says so
+    results = _results({0.5: 40.0}, {0.5: 1.0})
+    cells = D.paired_table(results)
+    stronger = D.verdict_sentence(D.judge_defense(results), cells)
+    assert "hurts the legitimate user more" in stronger
+    even = _results({0.5: 20.0}, {0.5: 20.0}, jitter=3.0)
+    assert "hurts the legitimate user more" not in D.verdict_sentence(D.judge_defense(even), D.paired_table(even))
+
+
+def test_noise_table_reports_margin_shares():
+    results = _results({0.5: 50.0}, {0.5: 0.0}, jitter=0.0)
+    table = D.noise_table(results)
+    legit = table.loc[("mnistm", 0.5, D.LEGIT)]
+    assert legit.accuracy == pytest.approx(30.0) and legit.loss == pytest.approx(50.0)
+    assert legit.margin_share < 0  # 30 % is below the random-init encoders' 40 %
+    assert table.loc[("mnistm", 0.0, D.LEGIT)].margin_share == pytest.approx(100.0)
+
+
+def _detector_results():
+    results = _results({0.5: 40.0}, {0.5: 1.0})
+    det, detection = [], []
+    for task in TASKS:
+        for seed in SEEDS:
+            det.append(
+                {"threshold": 0.8, "seed": seed, "task": task, "user": D.LEGIT, "accuracy": 9.0 + seed / 10}
+                | {"flagged": 99.0, "kept": float("nan")}
+            )
+            det.append(
+                {"threshold": 0.8, "seed": seed, "task": task, "user": "attacker_mse_drop", "accuracy": 45.0 + seed}
+                | {"flagged": 97.0, "kept": 30.0}
+            )
+    for seed in SEEDS:
+        detection.append({"threshold": 0.8, "seed": seed, "precision": 50.0 + seed, "recall": 100.0, "f1": 67.0})
+        detection[-1]["roc_auc"] = 0.7 + seed / 100
+    return results | {"detector": det, "detection": detection}
+
+
+def test_detector_tables_and_sentence():
+    results = _detector_results()
+    table = D.detector_table(results)
+    row = table.loc[(0.8, "mnistm", "attacker_mse_drop")]
+    undefended = D._per_seed(D._frame(results, "noise"), task="mnistm", user="attacker_mse", strength=0.0)
+    assert row.kept_share == pytest.approx(float(np.mean(100 * (45.0 + np.arange(5)) / undefended.values)))
+    assert row.answers_used == 30.0 and row.flagged == 97.0
+    assert table.loc[(0.8, "mnistm", D.LEGIT)].kept_share == pytest.approx(100 * 9.2 / 60.0)
+    assert D.detection_table(results).loc[0.8, "precision"] == pytest.approx(52.0)
+    assert table.loc[(0.8, "mnistm", D.LEGIT)].margin_share < -100  # 9 % is far below the random-init 40 %
+    text = D.detector_sentence(results)
+    assert "99 % on mnistm" in text and "97 % of the attacker's 1000 plain queries" in text
+    assert "trains on the 30 answers left unpoisoned" in text
+    assert "9.2 % on mnistm" in text and "below the random-init encoder" in text
+    share = row.margin_share  # (47 - random) / (60 - random) for random about 40: above random
+    assert 20 < share < 50 and f"47.0 % on mnistm ({share:.0f} % [" in text
+
+
+def test_plot_noise_is_a_pyplot_figure():
+    fig = D.plot_noise(_results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}))
+    try:
+        assert isinstance(fig, Figure) and plt.fignum_exists(fig.number)
+        assert len(fig.axes) == 3 and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    finally:
+        plt.close(fig)
+
+
+def test_attack_configs_one_per_loss_an_augmented_views_attack_and_dropping():
+    attacks = D.attack_configs(
+        ["mse", "infonce"], epochs=3, seed=7, views_loss="infonce", loss_settings={"infonce": {"temperature": 0.3}}
     )
-    return victim, role_splits("mnist5k", SIZES, seed=0), cache
-
-
-def test_noise_tradeoff_table(setup):
-    victim, splits, cache = setup
-    attacks = {"mse": StealConfig(loss="mse", epochs=1, batch_size=64)}
-    table = tradeoff_table(
-        victim, splits, "noise", [0.0, 30.0], attacks, base_params={"mean": 0.0}, num_queries=128, cache=cache
-    )
-    assert list(table.columns) == ["strength", "legit", "attacker_mse", "seconds"]
-    clean = evaluate_encoder(victim.encoder, splits).accuracy
-    assert table.loc[0, "legit"] == pytest.approx(100 * clean)  # zero noise = the undefended API
-    assert table.loc[1, "legit"] < table.loc[0, "legit"] - 20
-    assert table.attrs["params"]["reference_std"] == pytest.approx(float(victim_output_std(victim)), rel=1e-4)
-    again = tradeoff_table(
-        victim, splits, "noise", [30.0], attacks, base_params={"mean": 0.0}, num_queries=128, cache=cache
-    )  # the steal is a cache hit, the answers identical
-    assert again.loc[0, "legit"] == table.loc[1, "legit"]
-    assert again.loc[0, "attacker_mse"] == table.loc[1, "attacker_mse"]
-    fig = plot_tradeoff(table, "noise")
-    assert isinstance(fig, Figure)
-    labels = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes]
-    assert all(x and y for x, y in labels)
-    plt.close(fig)
-
-
-def test_duplicate_detector_tradeoff_reports_detection(setup):
-    victim, splits, cache = setup
-    attacks = {"infonce_views": StealConfig(loss="infonce", epochs=1, batch_size=64, augment="views", views=2)}
-    table = tradeoff_table(victim, splits, "duplicates", [1.0, 0.8], attacks, num_queries=128, cache=cache)
-    for col in ("legit_flagged", "attacker_flagged", "precision", "recall", "f1", "roc_auc", "attacker_infonce_views"):
-        assert col in table.columns
-    assert table.loc[0, "legit_flagged"] == 0.0 and table.loc[0, "recall"] == 0.0  # threshold 1 never flags
-    assert table.loc[1, "recall"] > 0
+    assert list(attacks) == ["mse", "infonce", "infonce_views"]
+    assert attacks["infonce"].loss_params == {"temperature": 0.3} and attacks["mse"].loss_params == {}
+    assert attacks["infonce_views"].augment == "views" and all(a.seed == 7 for a in attacks.values())
+    assert all(a.drop_outlier_ratio is None for a in attacks.values())
+    assert D.attack_configs(["mse"], 1, 0, drop_outlier_ratio=10.0)["mse"].drop_outlier_ratio == 10.0
 
 
 def test_augmented_pair_stream_truth():
     x = torch.randint(0, 255, (6, 1, 12, 12), dtype=torch.uint8)
-    stream, truth = augmented_pair_stream(x, seed=1)
+    stream, truth = D.augmented_pair_stream(x, seed=1)
     assert stream.shape == (12, 1, 12, 12) and truth.tolist() == [False] * 6 + [True] * 6
 
 
-def test_unknown_defense_and_strength_parameter(setup):
-    victim, splits, cache = setup
-    with pytest.raises(ValueError, match="Allowed: noise, rounding, truncation, duplicates"):
-        tradeoff_table(victim, splits, "dp", [1.0], {})
-    with pytest.raises(ValueError, match="Allowed: k, seed"):
-        tradeoff_table(victim, splits, "truncation", [1], {}, strength_param="std")
+# ---- the measurements on a tiny victim ----------------------------------------------------------
 
 
-def _synthetic_noise_table() -> pd.DataFrame:
-    table = pd.DataFrame(
-        {
-            "strength": [0.0, 1.0, 10.0],
-            "legit": [80.0, 60.0, 20.0],
-            "attacker_mse": [70.0, 65.0, 55.0],
-            "attacker_infonce": [75.0, 60.0, 58.0],
-            "seconds": [1.0, 1.0, 1.0],
-        }
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = ResultCache(tmp_path_factory.mktemp("cache"))
+    victim = train_victim(
+        VictimConfig(dataset="mnist5k", num_train=256, epochs=1, batch_size=64), cache, device="cpu", progress=False
     )
-    table.attrs.update({"defense": "noise", "strength_param": "std", "params": {"mean": 0.0, "reference_std": 0.25}})
-    return table
+    sizes = {"probe_train": 64, "probe_val": 48, "probe_test": 64}
+    pool = role_splits("mnist5k", {"victim": 256, "query": 256}, seed=0)["query"]
+    tasks = D.defense_tasks(["mnist5k"], sizes, seed=3)
+    return D.Setup(victim, tasks, pool, [0, 1], 64, 1, ["mse"], {}, D.victim_output_std(victim), cache)
 
 
-def test_headline_reads_the_weakest_and_strongest_rows():
-    table = _synthetic_noise_table().iloc[[1, 2, 0]].reset_index(drop=True)  # row order must not matter
-    values = headline(table, ["mse", "infonce"])
-    assert values == {
-        "ref_std": 0.25,
-        "legit_clean": 80.0,
-        "legit_strong": 20.0,
-        "attacker_clean": 75.0,
-        "attacker_strong": 58.0,
-        "max_strength": 10.0,
-    }
-    assert headline(table, ["mse"])["attacker_clean"] == 70.0  # only the attackers asked for
-    table.attrs["params"] = {}
-    assert math.isnan(headline(table, ["mse"])["ref_std"])  # absolute strengths: no reference std
+def test_attacker_queries_are_the_seeds_own_subsets(tiny):
+    a, b = D.attacker_queries(tiny.pool, 64, 0), D.attacker_queries(tiny.pool, 64, 1)
+    assert len(a) == 64 and torch.equal(a.images, D.attacker_queries(tiny.pool, 64, 0).images)
+    assert not torch.equal(a.images, b.images)
+    with pytest.raises(ValueError, match="pool holds 256"):
+        D.attacker_queries(tiny.pool, 257, 0)
 
 
-def test_headline_rejects_missing_attackers_and_empty_tables():
-    with pytest.raises(ValueError, match="attacker_softnn"):
-        headline(_synthetic_noise_table(), ["softnn"])
-    with pytest.raises(ValueError, match="at least one strength"):
-        headline(_synthetic_noise_table().iloc[:0], ["mse"])
+def test_measurements_on_a_tiny_victim(tiny):
+    base = D.baseline_rows(tiny)
+    assert {(r["user"], r["seed"]) for r in base} == {(u, s) for u in (D.VICTIM, D.RANDOM) for s in (0, 1)}
+    victim_acc = {r["accuracy"] for r in base if r["user"] == D.VICTIM}
+    assert len(victim_acc) == 1  # the undefended API is deterministic
+    assert victim_acc == {D.encoder_accuracy(tiny.victim.encoder, tiny.tasks[0].splits)}
+
+    noise = D.noise_rows(tiny, [30.0], base)
+    legit = {(r["strength"], r["seed"]): r["accuracy"] for r in noise if r["user"] == D.LEGIT}
+    assert legit[(0.0, 0)] == legit[(0.0, 1)] == victim_acc.pop()
+    assert legit[(30.0, 0)] < legit[(0.0, 0)] - 10  # strong noise hurts the legitimate user
+    assert legit[(30.0, 0)] != legit[(30.0, 1)]  # each seed its own noise
+    attackers = {(r["strength"], r["seed"]) for r in noise if r["user"] == "attacker_mse"}
+    assert attackers == {(s, k) for s in (0.0, 30.0) for k in (0, 1)}
+
+    rows, detection = D.detector_rows(tiny, [0.8])
+    drop = [r for r in rows if r["user"] == "attacker_mse_drop"]
+    assert len(drop) == 2 and all(0 < r["kept"] < 64 and r["flagged"] > 0 for r in drop)
+    assert all(r["kept"] == pytest.approx(64 * (1 - r["flagged"] / 100)) for r in drop)  # the poison, exactly
+    assert {r["user"] for r in rows} == {D.LEGIT, "attacker_mse_drop"}
+    assert len(detection) == 2 and all(0 <= d["recall"] <= 100 for d in detection)
+    assert D.natural_outliers(tiny) == [0, 0]
+
+    results = {"seeds": [0, 1], "queries": 64, "baselines": base, "noise": noise}
+    results |= {"detector": rows, "detection": detection}
+    assert D.judge_defense(results).verdict in D.VERDICTS  # runs on real rows
+    assert set(D.detector_table(results).index.get_level_values("user")) == {D.LEGIT, "attacker_mse_drop"}
 
 
-def test_attacker_columns_skip_the_flag_rate():
-    table = _synthetic_noise_table().assign(attacker_flagged=0.0)
-    assert attacker_columns(table) == ["attacker_mse", "attacker_infonce"]
-
-
-def test_tradeoff_view_indexes_by_strength_and_rounds():
-    table = _synthetic_noise_table().assign(legit=[80.123, 60.0, 20.0])
-    view = tradeoff_view(table, decimals=1)
-    assert view.index.name == "strength" and list(view.index) == [0.0, 1.0, 10.0]
-    assert view.loc[0.0, "legit"] == 80.1 and "strength" not in view.columns
-
-
-def test_attack_configs_one_per_loss_and_an_augmented_views_attack():
-    attacks = attack_configs(
-        ["mse", "infonce"],
-        epochs=3,
-        seed=7,
-        views_loss="infonce",
-        views=2,
-        loss_settings={"infonce": {"temperature": 0.3}},
-    )
-    assert list(attacks) == ["mse", "infonce", "infonce_views"]
-    assert attacks["infonce"].loss_params == {"temperature": 0.3} and attacks["mse"].epochs == 3
-    assert attacks["infonce_views"].loss_params == {"temperature": 0.3} and attacks["mse"].loss_params == {}
-    assert attacks["infonce_views"].augment == "views" and attacks["infonce_views"].views == 2
-    assert all(a.seed == 7 for a in attacks.values())
-    assert list(attack_configs(["mse"], 1, 0)) == ["mse"]
-
-
-def test_plot_tradeoff_is_a_pyplot_figure_the_notebook_can_show():
-    fig = plot_tradeoff(_synthetic_noise_table(), "noise")
-    try:
-        assert plt.fignum_exists(fig.number)  # managed by pyplot: plt.show() renders it in a notebook
-        assert [ax.get_xlabel() for ax in fig.axes] == [
-            "defense strength (noise std)",
-            "legitimate user's accuracy (%)",
-        ]
-        assert len(fig.axes[0].lines) == 3  # legitimate user and two attackers
-    finally:
-        plt.close(fig)
+def test_the_outlier_rule_leaves_undefended_answers_alone(tiny):
+    answers = D.query_in_chunks(tiny.api(), tiny.pool.images, "x")
+    assert not outlier_answers(answers, D.DROP_RATIO).any()
