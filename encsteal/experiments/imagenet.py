@@ -231,3 +231,32 @@ def plot_budget_curves(base: pd.DataFrame, grid: pd.DataFrame, tasks: Sequence[s
         ax.legend(fontsize=8)
     fig.suptitle("Copies of the ImageNet encoder: probe accuracy against queries")
     return fig
+
+
+def paper_keep_range(paper: pd.DataFrame) -> tuple[float, float]:
+    """The smallest and largest share (%) of the victim's accuracy the paper's copies keep."""
+    shares = 100 * paper.drop(index="victim") / paper.loc["victim"]
+    return float(shares.min().min()), float(shares.max().max())
+
+
+def headline_text(values: dict[str, float], paper: pd.DataFrame, min_margin: float = 10.0) -> dict[str, str]:
+    """Sentences the chapter's prose uses, chosen from the results: whether the victim clearly beats
+    a random encoder on the task (by ``min_margin`` points), and the paper's range for comparison."""
+    margin = values["victim_rgb"] - values["random_rgb"]
+    if margin >= min_margin:
+        worth = (
+            f"the victim beats an encoder at random initialisation by {margin:.1f} points, so a copy has "
+            "something to take from it"
+        )
+    elif margin > 0:
+        worth = (
+            f"the victim beats an encoder at random initialisation by only {margin:.1f} points (under "
+            f"{min_margin:.0f}), so copies on this task are shown, not judged"
+        )
+    else:
+        worth = "the victim does not beat an encoder at random initialisation here, so there is nothing to steal"
+    low, high = paper_keep_range(paper)
+    return {
+        "imagenet_worth": worth,
+        "imagenet_paper_range": f"the paper's copies keep {low:.0f} to {high:.0f} % of its victim's accuracy",
+    }

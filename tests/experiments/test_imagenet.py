@@ -217,3 +217,17 @@ def test_plot_budget_curves_one_panel_per_task_with_reference_lines():
         assert hlines == [80.0, 40.0]  # victim, raw pixels
     finally:
         plt.close(fig)
+
+
+def test_headline_text_follows_the_margin():
+    from encsteal import paper_tables
+    from encsteal.experiments.imagenet import headline_text, paper_keep_range
+
+    paper = paper_tables.imagenet_table()
+    low, high = paper_keep_range(paper)
+    assert 0 < low < 100 < high  # a few of the paper's copies beat its victim on SVHN
+    wide = headline_text({"victim_rgb": 70.0, "random_rgb": 40.0}, paper)
+    assert "by 30.0 points, so a copy" in wide["imagenet_worth"]
+    assert "shown, not judged" in headline_text({"victim_rgb": 50.0, "random_rgb": 45.0}, paper)["imagenet_worth"]
+    assert "nothing to steal" in headline_text({"victim_rgb": 40.0, "random_rgb": 45.0}, paper)["imagenet_worth"]
+    assert f"{low:.0f} to {high:.0f} %" in wide["imagenet_paper_range"]
