@@ -637,6 +637,13 @@ def _task_ranking(results: Mapping[str, Any], task: str, losses: Sequence[str]) 
     return ", ".join(f"{k} {v:.1f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
 
 
+def _no_judged_task(claim: str, min_margin: float) -> Verdict:
+    """The verdict when no task has a victim margin to judge against."""
+    return Verdict(
+        claim, f"no judged task where the victim beats random init by {min_margin:g}+ points", "not evaluated"
+    )
+
+
 def judge_losses(
     results: Mapping[str, Any],
     barlow: str = "barlow",
@@ -674,9 +681,7 @@ def judge_losses(
         return Verdict(claim, why, "not evaluated")
     tasks = judged_tasks(results, min_margin)
     if not tasks:
-        return Verdict(
-            claim, f"no judged task where the victim beats random init by {min_margin:g}+ points", "not evaluated"
-        )
+        return _no_judged_task(claim, min_margin)
     comps = comparisons(results, barlow, tasks, alpha)
     parts = {t: c1_parts(comps, t, barlow) for t in tasks}
     best = all(p["best"] for p in parts.values())
@@ -897,9 +902,7 @@ def judge_few_queries(
             return Verdict(claim, why, "not evaluated")
     tasks = judged_tasks(results, min_margin)
     if not tasks:
-        return Verdict(
-            claim, f"no judged task where the victim beats random init by {min_margin:g}+ points", "not evaluated"
-        )
+        return _no_judged_task(claim, min_margin)
     sweep = sweep_table(results)
     sweep = sweep[sweep.budget.isin(budgets)]
     reached: dict[float, list[bool]] = {low_level: [], high_level: []}
