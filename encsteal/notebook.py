@@ -154,3 +154,41 @@ def glue_text(values: Mapping[str, str]) -> None:
         if not isinstance(text, str):
             raise TypeError(f"glue_text takes sentences (str); {name!r} is {type(text).__name__}.")
         glue(name, Markdown(text), display=False)
+
+
+def glue_table(name: str, table: Any, digits: int = 1) -> None:
+    """Glue a table for a numbered, captioned ``{table}`` on the page (Markdown, formatted and
+    checked by :func:`encsteal.tables.to_markdown`: no missing cell, no bare index, not wider than
+    the text column). The page pastes it with::
+
+        :::{table} Caption: what, units, seeds and intervals.
+        :name: tbl-<chapter>-<what>
+        ```{glue:md} <name>
+        :format: myst
+        ```
+        :::
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    from encsteal.tables import to_markdown
+
+    glue(name, Markdown(to_markdown(table, digits)), display=False)
+
+
+def glue_figure(name: str, figure: Any) -> None:
+    """Glue a Matplotlib figure (or seaborn grid) for a numbered, captioned ``{glue:figure}`` and
+    close it, so that it appears only where the page places it::
+
+        :::{glue:figure} <name>
+        :name: fig-<chapter>-<what>
+
+        Caption: what is plotted, seeds, what the bands are.
+        :::
+    """
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    fig = getattr(figure, "figure", figure)  # seaborn grids carry their figure
+    glue(name, fig, display=False)
+    plt.close(fig)

@@ -84,3 +84,47 @@ def split_wide(table: pd.DataFrame, max_columns: int = MAX_COLUMNS) -> list[pd.D
 def has_missing(tables: Sequence[pd.DataFrame]) -> bool:
     """Whether any cell shows n/a (the page then needs its footnote)."""
     return any((t == NA).to_numpy().any() for t in tables)
+
+
+def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Multi-level column labels joined into one line each (``("in-distribution", "STL10")`` ->
+    ``"in-distribution: STL10"``), so that a Markdown table keeps them readable."""
+    if not isinstance(table.columns, pd.MultiIndex):
+        return table
+    out = table.copy()
+    out.columns = [": ".join(str(level) for level in label if str(level)) for label in table.columns]
+    return out
+
+
+_MISSING_TEXT = frozenset({"nan", "NaN", "<NA>", "None", "NaT", ""})
+
+
+def check_for_readers(table: pd.DataFrame, max_columns: int = MAX_COLUMNS) -> None:
+    """Raise if ``table`` is not fit for a page: a missing-value cell (NaN, None, empty: write
+    :data:`NA` and say why in the caption), more than ``max_columns`` data columns (split it with
+    :func:`split_wide` or transpose it) or a bare 0, 1, 2 index (name the rows)."""
+    if len(table.columns) > max_columns:
+        raise ValueError(
+            f"The table has {len(table.columns)} data columns; at most {max_columns} fit the text column: "
+            "split it with encsteal.tables.split_wide or transpose it."
+        )
+    if isinstance(table.index, pd.RangeIndex):
+        raise ValueError("The table has a bare 0, 1, 2 index: name its rows (encsteal.tables.for_readers does).")
+    cells = table.astype(str).to_numpy()
+    bad = sorted({c for c in cells.flatten() if c.strip() in _MISSING_TEXT})
+    if table.isna().to_numpy().any() or bad:
+        raise ValueError(f"The table has missing cells ({bad or 'NaN'}): show {NA!r} and say why in the caption.")
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 1, max_columns: int = MAX_COLUMNS) -> str:
+    """``table`` as a Markdown table for a page (through :func:`for_readers` unless every cell is
+    already text), checked by :func:`check_for_readers`."""
+    table = flat_columns(table)
+    if not all(table[c].map(lambda v: isinstance(v, str)).all() for c in table.columns):
+        table = for_readers(table, digits)
+    check_for_readers(table, max_columns)
+    escaped = table.map(lambda v: str(v).replace("|", "\\|"))
+    escaped.index = [str(i).replace("|", "\\|") for i in table.index]
+    escaped.index.name = None if table.index.name is None else str(table.index.name).replace("|", "\\|")
+    escaped.columns = [str(c).replace("|", "\\|") for c in table.columns]
+    return escaped.to_markdown(disable_numparse=True)

@@ -40,3 +40,37 @@ def test_for_readers_and_split():
     assert [p.shape[1] for p in parts] == [6, 6, 2]
     with pytest.raises(ValueError, match="max_columns"):
         tables.split_wide(wide, 0)
+
+
+def test_to_markdown_formats_numbers_names_rows_and_shows_na() -> None:
+    from encsteal.tables import to_markdown
+
+    md = to_markdown(pd.DataFrame({"loss": ["mse", "infonce"], "accuracy (%)": [61.234, float("nan")]}))
+    lines = md.splitlines()
+    assert lines[0].split("|")[1].strip() == "loss"  # the first column became the row names
+    assert "61.2" in lines[2] and "61.23" not in lines[2]
+    assert lines[3].split("|")[2].strip() == "n/a"
+
+
+def test_to_markdown_flattens_multi_level_columns_and_escapes_pipes() -> None:
+    from encsteal.tables import to_markdown
+
+    columns = pd.MultiIndex.from_tuples([("in-distribution", "STL10"), ("out", "a|b")])
+    md = to_markdown(pd.DataFrame([[1.0, 2.0]], index=pd.Index(["mse"], name="loss"), columns=columns))
+    assert "in-distribution: STL10" in md and "out: a\\|b" in md
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (pd.DataFrame({"a": ["x", "nan"]}, index=pd.Index(["r", "s"], name="row")), "missing cells"),
+        (pd.DataFrame({"a": ["x", ""]}, index=pd.Index(["r", "s"], name="row")), "missing cells"),
+        (pd.DataFrame({f"c{i}": ["1"] for i in range(7)}, index=pd.Index(["r"], name="row")), "split it"),
+        (pd.DataFrame({"a": ["x"], "b": ["y"]}), "bare 0, 1, 2 index"),
+    ],
+)
+def test_check_for_readers_refuses_what_a_reader_should_not_see(table: pd.DataFrame, message: str) -> None:
+    from encsteal.tables import check_for_readers
+
+    with pytest.raises(ValueError, match=message):
+        check_for_readers(table)

@@ -15,14 +15,22 @@ from typing import Any
 
 import pandas as pd
 
+from encsteal.tables import NA
+
 VERDICTS: tuple[str, ...] = ("reproduced", "partly reproduced", "not reproduced", "not evaluated")
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """A judge's answer: the claim, the evidence in a sentence, the verdict, and for the paper at a
+    glance the paper's number (from its tables, or its words where it published none) and ours
+    (with its 95 % interval)."""
+
     claim: str
     evidence: str
     verdict: str  # one of VERDICTS
+    paper: str = NA
+    ours: str = NA
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -97,11 +105,19 @@ def judge_all(load: Callable[[str], Mapping[str, Any]], claims: tuple[Claim, ...
     for claim in claims:
         try:
             verdict = claim.run(load(claim.chapter))
-            evidence, outcome = verdict.evidence, verdict.verdict
+            evidence, outcome, paper, ours = verdict.evidence, verdict.verdict, verdict.paper, verdict.ours
         except FileNotFoundError as err:
-            evidence, outcome = str(err), "not evaluated"
+            evidence, outcome, paper, ours = str(err), "not evaluated", NA, NA
         rows.append(
-            {"id": claim.id, "claim": claim.text, "chapter": claim.chapter, "evidence": evidence, "verdict": outcome}
+            {
+                "id": claim.id,
+                "claim": claim.text,
+                "chapter": claim.chapter,
+                "paper": paper,
+                "ours": ours,
+                "evidence": evidence,
+                "verdict": outcome,
+            }
         )
     return pd.DataFrame(rows)
 
