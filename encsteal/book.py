@@ -107,7 +107,7 @@ def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, ef
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tmp = job.target.with_suffix(".running.ipynb")
-    run_dir = results_dir if job.chapter == "claims" else staging  # the claims page reads the others' results
+    run_dir = results_dir if job.chapter in ("claims", "overview") else staging  # they read the others' results
     parameters = {"profile": profile, "results_dir": str(run_dir)} | ({"threads": threads} if threads else {})
     try:
         papermill.execute_notebook(
@@ -116,9 +116,9 @@ def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, ef
     except BaseException:
         print(f"[book] {job.notebook.name} failed or was interrupted; the partial copy is {tmp}", file=sys.stderr)
         raise
-    written = staging / f"{job.chapter}.json"
+    written = run_dir / f"{job.chapter}.json"
     if written.exists():
-        written.replace(job.results)
+        written.replace(job.results)  # a no-op for the pages that write in place
     else:
         job.results.unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
@@ -161,9 +161,10 @@ def _record_times(plan: list[_Job], results_dir: Path, run: str, jobs: int, wall
     atomic_write_bytes(results_dir / "build_times.json", json.dumps(record, indent=2).encode())
 
 
-LAST = ("claims", "performance")
-"""Chapters run after the others, one at a time: the claims page reads the others' results and the
-performance appendix measures speed on an otherwise idle machine."""
+LAST = ("claims", "overview", "performance")
+"""Chapters run after the others, one at a time and in this order: the claims page and the landing
+page (the paper at a glance) read the others' results, and the performance appendix measures speed
+on an otherwise idle machine."""
 
 
 def execute_chapters(profile: str, out_dir: Path, force: bool = False, jobs: int = 1) -> list[Path]:
@@ -213,8 +214,8 @@ def execute_chapters(profile: str, out_dir: Path, force: bool = False, jobs: int
             _execute(job, profile, results_dir, None, effective(job), notebooks)
     if first:
         _record_times(plan, results_dir, run, jobs if len(first) > 1 else 1, time.perf_counter() - start)
-    for job in plan:
-        if job.chapter in LAST and (first or stale(job)):
+    for job in sorted((job for job in plan if job.chapter in LAST), key=lambda job: LAST.index(job.chapter)):
+        if first or stale(job):
             _check_stamps(results_dir, run_stamp(profile, {}))
             print(f"[book] executing {job.notebook.name} with profile {profile!r}", flush=True)
             _execute(job, profile, results_dir, None, effective(job), notebooks)

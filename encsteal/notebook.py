@@ -133,6 +133,14 @@ def glue_numbers(values: Mapping[str, float], display: bool = False) -> None:
         glue(name, float(value), display=display)
 
 
+def chapter_pages(folder: Path | None = None) -> dict[str, str]:
+    """Each chapter's page name (its notebook's stem, e.g. ``{"losses": "02_losses"}``), for links
+    between pages."""
+    folder = folder if folder is not None else REPO / "notebooks"
+    pages = {path.stem.split("_", 1)[-1]: path.stem for path in sorted(folder.glob("[0-9]*_*.ipynb"))}
+    return {chapter: page for chapter, page in pages.items() if chapter in CHAPTERS}
+
+
 def parameters_cell(chapter: str) -> str:
     """The source of ``chapter``'s papermill ``parameters`` cell: every parameter it declares, set
     to ``None`` (= the profile's value), the profile set to ``smoke`` (what the tests run)."""

@@ -35,7 +35,8 @@ PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 WATERMARK_TASKS: tuple[str, ...] = ("binary", "four_way")
 
-API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE = (
+OVERVIEW, API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE = (
+    "overview",
     "api_cost",
     "losses",
     "imagenet",
@@ -44,8 +45,9 @@ API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE = (
     "claims",
     "performance",
 )
-CHAPTERS: tuple[str, ...] = (API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE)
-"""Chapter names: the notebooks are ``notebooks/NN_<chapter>.ipynb``."""
+CHAPTERS: tuple[str, ...] = (OVERVIEW, API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE)
+"""Chapter names: the notebooks are ``notebooks/NN_<chapter>.ipynb`` (the overview is the book's
+landing page, with the paper at a glance)."""
 
 ALL = CHAPTERS
 VICTIM_CHAPTERS = (API, LOSS, DEFENSES, WATERMARK)

@@ -123,7 +123,7 @@ def to_markdown(table: pd.DataFrame, digits: int = 1, max_columns: int = MAX_COL
     if not all(table[c].map(lambda v: isinstance(v, str)).all() for c in table.columns):
         table = for_readers(table, digits)
     check_for_readers(table, max_columns)
-    escaped = table.map(lambda v: str(v).replace("|", "\\|"))
+    escaped = table.map(lambda v: " ".join(str(v).split()).replace("|", "\\|"))
     escaped.index = [str(i).replace("|", "\\|") for i in table.index]
     escaped.index.name = None if table.index.name is None else str(table.index.name).replace("|", "\\|")
     escaped.columns = [str(c).replace("|", "\\|") for c in table.columns]

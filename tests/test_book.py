@@ -11,7 +11,9 @@ import pytest
 from tests.book_support import ROOT, browser_check, chromium
 
 pytestmark = pytest.mark.book
-CHAPTERS = ["01_api_cost", "02_losses", "03_imagenet", "04_defenses", "05_watermark", "06_claims", "07_performance"]
+CHAPTERS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9]*_*.ipynb"))
+TABLES_ONLY = ("00_overview", "claims")
+"""Pages whose results are tables only (the landing page and the claims page)."""
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def test_chapter_page_has_table_and_figure(smoke_book, chapter):
     page = smoke_book / "book" / "chapters" / f"{chapter}.html"
     html = page.read_text()
     assert "<table" in html, f"{chapter}: no table"
-    if chapter != "06_claims":  # the claims page is a table only
+    if not chapter.endswith(TABLES_ONLY):
         assert "<img" in html and ".png" in html, f"{chapter}: no figure"
     assert "injected-parameters" not in html or "remove-cell" in html
 
@@ -37,16 +39,26 @@ def test_chapter_page_has_table_and_figure(smoke_book, chapter):
 def test_pages_open_in_a_real_browser(smoke_book, tmp_path):
     if chromium() is None:
         pytest.fail("Chromium is missing: `apt-get install chromium` (the CI script installs it).")
-    pages = ["book/intro.html"] + [f"book/chapters/{c}.html" for c in CHAPTERS] + ["book/bibliography.html"]
+    """What a reader sees at 1280 px: every resource local and loaded, no empty figure, no NaN in
+    any rendered table, no table or figure wider than the text column, every figure captioned,
+    and the paper at a glance on the landing page."""
+    pages = [f"book/chapters/{c}.html" for c in CHAPTERS]
+    pages += ["book/paper_setup.html", "book/shipped.html", "book/conclusions.html", "book/bibliography.html"]
     report = browser_check(smoke_book, pages, tmp_path / "profile")
     assert set(report) == set(pages)
     for page, info in report.items():
         assert not info["failed"], f"{page}: resources failed to load: {info['failed']}"
         assert not info["external"], f"{page}: loads from outside the book (not offline): {info['external']}"
         assert not info["empty_images"], f"{page}: empty figures: {info['empty_images']}"
-    for chapter in CHAPTERS[:5]:
+        assert not info["nan_cells"], f"{page}: missing values shown in tables: {info['nan_cells']}"
+        assert not info["too_wide"], f"{page}: wider than the text column at 1280 px: {info['too_wide']}"
+        assert not info["uncaptioned"], f"{page}: figures without a caption: {info['uncaptioned']}"
+    for chapter in CHAPTERS:
         info = report[f"book/chapters/{chapter}.html"]
-        assert info["images"] >= 1 and info["tables"] >= 1, (chapter, info)
+        assert info["tables"] >= 1 and (info["images"] >= 1 or chapter.endswith(TABLES_ONLY)), (chapter, info)
+    landing = f"book/chapters/{CHAPTERS[0]}.html"
+    assert "00_overview" in landing and report[landing]["glance"] >= 1, "no paper at a glance on the landing page"
+    assert "00_overview.html" in (smoke_book / "index.html").read_text(), "the book does not open on the landing page"
 
 
 BROKEN = """<!doctype html><html><head><title>broken</title></head><body>

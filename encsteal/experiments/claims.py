@@ -132,3 +132,43 @@ def verdict_counts(verdicts: pd.DataFrame) -> dict[str, int]:
         "not evaluated": "n_missing",
     }
     return {"n_claims": len(verdicts), **{key: int(counts.get(v, 0)) for v, key in keys.items()}}
+
+
+def _page_label(page: str) -> str:
+    """``"02_losses"`` -> ``"chapter 2"``; a page without a number keeps its name."""
+    number = page.split("_", 1)[0]
+    return f"chapter {int(number)}" if number.isdigit() else page
+
+
+def at_a_glance(verdicts: pd.DataFrame, documents: Mapping[str, str]) -> pd.DataFrame:
+    """The paper at a glance (the landing page): per claim its wording, linked to the chapter that
+    measures it (``documents`` maps a chapter to its page, e.g. ``{"losses": "02_losses"}``), the
+    paper's number, ours with its interval, and the verdict. ``verdicts`` is :func:`judge_all`'s
+    table (or the claims page's saved copy of it)."""
+    missing = sorted(set(verdicts.chapter) - set(documents))
+    if missing:
+        raise ValueError(f"No page for chapter(s) {', '.join(missing)}; known: {', '.join(sorted(documents))}.")
+    rows = {
+        row.id: {
+            "claim": f"{row.claim} ([{_page_label(documents[row.chapter])}]({documents[row.chapter]}.ipynb))",
+            "paper": row.paper,
+            "ours (95 % interval)": row.ours,
+            "verdict": f"**{row.verdict}**",
+        }
+        for row in verdicts.itertuples()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("id")
+
+
+def verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The claims page's table: each claim with the evidence its judge wrote and the verdict."""
+    table = verdicts.set_index("id")[["claim", "evidence", "verdict"]].copy()
+    table["verdict"] = "**" + table["verdict"] + "**"
+    return table
+
+
+def saved_verdicts(results: Mapping[str, Any]) -> pd.DataFrame:
+    """The verdict table the claims page saved (``results["verdicts"]``), as :func:`judge_all` returned it."""
+    if "verdicts" not in results:
+        raise ValueError("These results hold no verdicts: they are not the claims page's results.")
+    return pd.DataFrame(list(results["verdicts"]))

@@ -3,6 +3,7 @@ another run are an error. (Each judge's own outcomes are tested beside its chapt
 
 import importlib
 
+import pandas as pd
 import pytest
 
 from encsteal.experiments import claims
@@ -50,3 +51,46 @@ def test_a_stale_chapter_is_an_error_and_a_missing_one_not_evaluated():
 def test_a_verdict_must_be_one_of_the_four():
     with pytest.raises(ValueError, match="Allowed: reproduced"):
         claims.Verdict("c", "e", "mostly")
+
+
+def _verdict_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"id": "C1", "claim": "A claim.", "chapter": "losses", "paper": "75.5 %", "ours": "61.2 [60.1, 62.3]",
+             "evidence": "e1", "verdict": "reproduced"},
+            {"id": "C3", "claim": "Another.", "chapter": "api_cost", "paper": "n/a", "ours": "n/a",
+             "evidence": "e2\nsecond line", "verdict": "not evaluated"},
+        ]
+    )  # fmt: skip
+
+
+def test_at_a_glance_links_each_claim_to_its_chapter_with_paper_ours_and_verdict() -> None:
+    from encsteal.experiments.claims import at_a_glance
+    from encsteal.tables import to_markdown
+
+    table = at_a_glance(_verdict_rows(), {"losses": "02_losses", "api_cost": "01_api_cost"})
+    assert list(table.index) == ["C1", "C3"] and table.index.name == "id"
+    assert table.loc["C1", "claim"] == "A claim. ([chapter 2](02_losses.ipynb))"
+    assert table.loc["C1", "paper"] == "75.5 %" and table.loc["C1", "ours (95 % interval)"] == "61.2 [60.1, 62.3]"
+    assert table.loc["C3", "verdict"] == "**not evaluated**"
+    assert "| C3 " in to_markdown(table)  # fit for a page: no missing cell, named rows
+
+
+def test_at_a_glance_refuses_a_chapter_without_a_page() -> None:
+    from encsteal.experiments.claims import at_a_glance
+
+    with pytest.raises(ValueError, match="No page for chapter"):
+        at_a_glance(_verdict_rows(), {"losses": "02_losses"})
+
+
+def test_verdict_table_and_saved_verdicts_round_trip() -> None:
+    from encsteal.experiments.claims import saved_verdicts, verdict_table
+    from encsteal.tables import to_markdown
+
+    rows = _verdict_rows()
+    again = saved_verdicts({"verdicts": rows.to_dict("records")})
+    pd.testing.assert_frame_equal(again, rows)
+    md = to_markdown(verdict_table(again))
+    assert "e2 second line" in md and "**reproduced**" in md  # one line per row
+    with pytest.raises(ValueError, match="no verdicts"):
+        saved_verdicts({"other": 1})
