@@ -583,8 +583,11 @@ def detection_table(results: Mapping[str, Any]) -> pd.DataFrame:
 # Formatted with encsteal.tables: one cell per mean and its 95 % interval over seeds, n/a where a
 # value is missing (the captions say when), named rows, at most tables.MAX_COLUMNS data columns.
 
-STRENGTH = "noise std (x repr. std)"
-MARGIN_SHARE = "share of victim's margin (%)"
+STRENGTH = "noise std"
+MARGIN_SHARE = "margin share (%)"
+LOSS = "loss (%)"
+NBSP_COMMA = ",\u00a0"
+"""Between an interval's bounds: a comma and a no-break space."""
 NOT_JUDGED = "task not judged"
 LEGIT_LOSS = "legitimate user's loss (%)"
 ATTACKER_LOSS = "attacker's loss (%)"
@@ -615,11 +618,12 @@ def _rounded(x: float, digits: int) -> float:
 def cell(row: Any, prefix: str, digits: int = 1) -> str:
     """``row[prefix]`` with its interval (``row[prefix + '_low']``, ``..._high``) as one cell; a
     value without spread over seeds (the deterministic undefended API) shows alone, a missing one
-    as n/a."""
+    as n/a. The interval's bounds are joined by a no-break space, so that a narrow column breaks
+    the cell before the bracket, never inside it."""
     mean, low, high = (_rounded(row[k], digits) for k in (prefix, f"{prefix}_low", f"{prefix}_high"))
     if not tables.is_missing(low) and not tables.is_missing(high) and round(low, digits) == round(high, digits):
         return tables.number(float(mean), digits)
-    return tables.interval(mean, low, high, digits)
+    return tables.interval(mean, low, high, digits).replace(", ", NBSP_COMMA)
 
 
 def _margin_cell(row: Any, judged: set[str]) -> str:
@@ -653,10 +657,9 @@ def baseline_reader(results: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def noise_reader(results: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`noise_table` for readers: per task, strength and user the probe accuracy, the share
-    of the victim's margin over the random-init encoders it recovers and the relative loss."""
+    """:func:`noise_table` for readers: per task, strength and user the probe accuracy and the
+    relative loss (% of the user's own undefended accuracy)."""
     table = noise_table(results).reset_index()
-    judged = set(judged_tasks(results))
     order = {task: i for i, task in enumerate(dict.fromkeys(_frame(results, "noise")["task"]))}
     table = table.assign(_task=table.task.map(order), _attacker=table.user != LEGIT).sort_values(
         ["_task", "strength", "_attacker", "user"], kind="stable"
@@ -666,8 +669,7 @@ def noise_reader(results: Mapping[str, Any]) -> pd.DataFrame:
             STRENGTH: table.strength.map(strength_label).values,
             "user": table.user.map(user_label).values,
             "accuracy (%)": [cell(r, "accuracy") for _, r in table.iterrows()],
-            MARGIN_SHARE: [_margin_cell(r, judged) for _, r in table.iterrows()],
-            "loss (% of its undefended)": [cell(r, "loss") for _, r in table.iterrows()],
+            LOSS: [cell(r, "loss") for _, r in table.iterrows()],
         },
         index=pd.Index(table.task.values, name="task"),
     )
@@ -709,26 +711,25 @@ def matched_reader(results: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def detector_reader(results: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`detector_table` for readers: per task, threshold and user the share of its queries
-    flagged, its accuracy, the share of the victim's margin it recovers and the share of its own
-    undefended accuracy it keeps."""
+    """:func:`detector_table` for readers: per task (and threshold, in a column when several were
+    measured) and user the share of its queries flagged, its accuracy, the share of the victim's
+    margin over the random-init encoders it recovers and the share of its own undefended accuracy
+    it keeps."""
     table = detector_table(results).reset_index()
     judged = set(judged_tasks(results))
     order = {task: i for i, task in enumerate(dict.fromkeys(table.task))}
     table = table.assign(_task=table.task.map(order), _attacker=table.user != LEGIT).sort_values(
         ["_task", "threshold", "_attacker"], kind="stable"
     )
-    return pd.DataFrame(
-        {
-            "threshold": [tables.number(x, 2) for x in table.threshold],
-            "user": table.user.map(user_label).values,
-            "queries flagged (%)": [tables.number(x, 0) for x in table.flagged],
-            "accuracy (%)": [cell(r, "accuracy") for _, r in table.iterrows()],
-            MARGIN_SHARE: [_margin_cell(r, judged) for _, r in table.iterrows()],
-            "accuracy kept (%)": [cell(r, "kept_share", 0) for _, r in table.iterrows()],
-        },
-        index=pd.Index(table.task.values, name="task"),
-    )
+    columns = {"threshold": [tables.number(x, 2) for x in table.threshold]} if table.threshold.nunique() > 1 else {}
+    columns |= {
+        "user": list(table.user.map(user_label)),
+        "flagged (%)": [tables.number(x, 0) for x in table.flagged],
+        "accuracy (%)": [cell(r, "accuracy") for _, r in table.iterrows()],
+        MARGIN_SHARE: [_margin_cell(r, judged) for _, r in table.iterrows()],
+        "kept (%)": [cell(r, "kept_share", 0) for _, r in table.iterrows()],
+    }
+    return pd.DataFrame(columns, index=pd.Index(list(table.task), name="task"))
 
 
 def detection_reader(results: Mapping[str, Any]) -> pd.DataFrame:
@@ -926,13 +927,23 @@ def detector_sentence(results: Mapping[str, Any]) -> str:
     at = table[table.threshold == th]
     legit = at[at.user == LEGIT]
     drops = at[at.user.str.endswith("_drop")]
+    judged = set(judged_tasks(results))
+
+    def standing(r: Any) -> str:
+        """Against the random-init encoders on a judged task; else the share of the user's own
+        undefended accuracy kept (a share of no margin means nothing)."""
+        if r.task in judged:
+            return _versus_random(r)
+        kept = f"{r.kept_share:.0f} % [{r.kept_share_low:.0f}, {r.kept_share_high:.0f}]"
+        return f"{kept} of its undefended accuracy; the task is not judged"
+
     flagged_legit = " and ".join(f"{r.flagged:.0f} % on {r.task}" for r in legit.itertuples())
     attacker_flagged = float(det[(det.threshold == th) & det.user.str.startswith("attacker_")]["flagged"].mean())
     text = (
         f"At threshold {th:g} the detector poisons the answers to the legitimate user's queries ({flagged_legit}) "
         f"and to {attacker_flagged:.0f} % of the attacker's {int(results['queries'])} plain queries. "
         "The legitimate user's probe falls to "
-        + " and ".join(f"{r.accuracy:.1f} % on {r.task} ({_versus_random(r)})" for r in legit.itertuples())
+        + " and ".join(f"{r.accuracy:.1f} % on {r.task} ({standing(r)})" for r in legit.itertuples())
         + "."
     )
     for user in dict.fromkeys(drops.user):
@@ -941,14 +952,18 @@ def detector_sentence(results: Mapping[str, Any]) -> str:
         parts = []
         for r in d.itertuples():
             before = clean.loc[(r.task, 0.0, naive)]
-            parts.append(
-                f"{r.accuracy:.1f} % on {r.task} ({_versus_random(r)}; undefended, its copy recovers "
-                f"{before.margin_share:.0f} % [{before.margin_share_low:.0f}, {before.margin_share_high:.0f}])"
+            undefended = (
+                f"; undefended, its copy recovers {before.margin_share:.0f} % [{before.margin_share_low:.0f}, "
+                f"{before.margin_share_high:.0f}]"
+                if r.task in judged
+                else ""
             )
+            parts.append(f"{r.accuracy:.1f} % on {r.task} ({standing(r)}{undefended})")
         used = float(d["answers_used"].mean())
+        answers = "answer" if round(used) == 1 else "answers"
         text += (
             f" The {naive.removeprefix('attacker_')} attacker that drops outlier answers trains on the {used:.0f} "
-            "answers left unpoisoned; its copy reaches " + " and ".join(parts) + "."
+            f"{answers} left unpoisoned; its copy reaches " + " and ".join(parts) + "."
         )
     return text
 

@@ -208,6 +208,15 @@ def test_detector_tables_and_sentence():
     assert 20 < share < 50 and f"47.0 % on mnistm ({share:.0f} % [" in text
 
 
+def test_detector_sentence_on_tasks_that_are_not_judged_quotes_kept_shares():
+    results = _detector_results()
+    unjudged = _results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)
+    text = D.detector_sentence(results | {"baselines": unjudged["baselines"]})
+    assert "victim's margin" not in text and "the task is not judged" in text
+    kept = D.detector_table(results).loc[(0.8, "mnistm", D.LEGIT)]
+    assert f"9.2 % on mnistm ({kept.kept_share:.0f} % [" in text
+
+
 def test_plot_noise_is_a_pyplot_figure_one_panel_per_task():
     fig = D.plot_noise(_results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}))
     try:
@@ -292,7 +301,7 @@ def _t_interval(values, digits=1):
 
     x = np.asarray(values, dtype=float)
     half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return f"{x.mean():.{digits}f} [{x.mean() - half:.{digits}f}, {x.mean() + half:.{digits}f}]"
+    return f"{x.mean():.{digits}f} [{x.mean() - half:.{digits}f},\u00a0{x.mean() + half:.{digits}f}]"
 
 
 def test_judge_fills_paper_and_ours_on_every_path():
@@ -315,7 +324,7 @@ def test_judge_fills_paper_and_ours_on_every_path():
     margins = [
         40.0 - r["accuracy"] for r in unjudged_rows["baselines"] if r["task"] == "mnistm" and r["user"] == D.RANDOM
     ]
-    expected = _t_interval(margins, 0).replace("[-0,", "[0,").replace(" -0]", " 0]")
+    expected = _t_interval(margins, 0).replace("\u00a0", " ").replace("[-0,", "[0,").replace(" -0]", " 0]")
     assert unjudged.ours.startswith("victim beats random-init on no task") and f"mnistm {expected}" in unjudged.ours
     for verdict in (v, worse, idle, unjudged):
         assert len(verdict.paper) <= 120 and len(verdict.ours) <= 120
@@ -330,7 +339,7 @@ def test_labels_and_cells_for_readers():
         D.user_label("victim")
     assert D.strength_label(0.0) == "0 (undefended)" and D.strength_label(0.25) == "0.25"
     row = {"x": -0.03, "x_low": -0.9, "x_high": 0.84}
-    assert D.cell(row, "x") == "0.0 [-0.9, 0.8]"  # never "-0.0"
+    assert D.cell(row, "x") == "0.0 [-0.9,\u00a00.8]"  # never "-0.0"; the bracket never breaks
     assert D.cell({"x": 61.1, "x_low": 61.1, "x_high": 61.1}, "x") == "61.1"  # no spread: alone
     assert D.cell({"x": float("nan"), "x_low": float("nan"), "x_high": float("nan")}, "x") == "n/a"
 
@@ -357,9 +366,9 @@ def test_reader_tables_for_the_noise():
     assert len(noise) == 2 * 3 * 2  # tasks x strengths (0 and two defended) x users
     first = noise.loc["mnistm"].iloc[0]  # the undefended legitimate user comes first
     assert first[D.STRENGTH] == "0 (undefended)" and first["user"] == "legitimate user"
-    assert first["accuracy (%)"] == "60.0" and first[D.MARGIN_SHARE] == "100"
+    assert first["accuracy (%)"] == "60.0" and first[D.LOSS] == "0.0"
     legit = noise.loc["mnistm"].set_index([D.STRENGTH, "user"]).loc[("0.5", "legitimate user")]
-    assert legit["accuracy (%)"] == "36.0" and legit["loss (% of its undefended)"] == "40.0"  # 60 x (1 - 0.4)
+    assert legit["accuracy (%)"] == "36.0" and legit[D.LOSS] == "40.0"  # 60 x (1 - 0.4)
 
     paired = D.paired_reader(results)
     _check_reader(paired)
@@ -370,9 +379,10 @@ def test_reader_tables_for_the_noise():
 
 def test_reader_tables_name_tasks_that_are_not_judged():
     results = _results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)
-    noise = D.noise_reader(results)
-    _check_reader(noise)
-    assert (noise[D.MARGIN_SHARE] == "n/a").all()  # a share of no margin means nothing
+    _check_reader(D.noise_reader(results))
+    detector = D.detector_reader(_detector_results() | {"baselines": results["baselines"]})
+    _check_reader(detector)
+    assert (detector[D.MARGIN_SHARE] == "n/a").all()  # a share of no margin means nothing
     paired, matched = D.paired_reader(results), D.matched_reader(results)
     _check_reader(paired)
     _check_reader(matched)
@@ -390,12 +400,18 @@ def test_reader_table_of_the_matched_comparison():
     assert rows.loc["25", "noise std there (mean)"] == "1.75" and rows.loc["25", D.ATTACKER_LOSS] == "3.5"
 
 
+def _undefended_mse(task):
+    rows = [r for r in _detector_results()["noise"] if r["task"] == task and r["strength"] == 0.0]
+    return np.array([r["accuracy"] for r in sorted(rows, key=lambda r: r["seed"]) if r["user"] == "attacker_mse"])
+
+
 def test_reader_tables_of_the_detector():
     results = _detector_results()
     det = D.detector_reader(results)
     _check_reader(det)
     attacker = det.loc["mnistm"].set_index("user").loc["attacker (mse), drops outliers"]
-    assert attacker["threshold"] == "0.80" and attacker["queries flagged (%)"] == "97"
+    assert "threshold" not in det.columns and attacker["flagged (%)"] == "97"  # one threshold: in the caption
+    assert attacker["kept (%)"] == _t_interval(100 * (45.0 + np.arange(5)) / _undefended_mse("mnistm"), 0)
     assert attacker["accuracy (%)"] == _t_interval(45.0 + np.arange(5))
     assert list(det.loc["mnistm", "user"]) == ["legitimate user", "attacker (mse), drops outliers"]
     detection = D.detection_reader(results)
