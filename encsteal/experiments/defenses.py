@@ -843,7 +843,9 @@ def judge_defense(results: Mapping[str, Any], alpha: float = ALPHA) -> Verdict:
 
 
 def _loses(loss: float, decimals: int = 0) -> str:
-    """'loses 5 %' or, for a negative loss, 'gains 1 %'."""
+    """'loses 5 %' or, for a negative loss, 'gains 1 %' ('loses about 0 %' when it rounds to zero)."""
+    if round(loss, decimals) == 0:
+        return "loses about 0 %"
     return f"{'loses' if loss >= 0 else 'gains'} {abs(loss):.{decimals}f} %"
 
 
@@ -877,6 +879,12 @@ def noise_sentence(results: Mapping[str, Any]) -> str:
     return strongest + "; ".join(parts) + "."
 
 
+def _percent(mean: float, low: float, high: float, digits: int = 1) -> str:
+    """``0.8 % [0.0, 1.7]`` for a sentence (never "-0.0")."""
+    m, lo, hi = (_rounded(x, digits) for x in (mean, low, high))
+    return f"{m:.{digits}f} % [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def matched_sentence(results: Mapping[str, Any]) -> str:
     """The attacker's loss at matched legitimate-user loss, for the first target reached."""
     if not judged_tasks(results):
@@ -897,8 +905,8 @@ def matched_sentence(results: Mapping[str, Any]) -> str:
         seeds = "" if c.reached == n_seeds else f", reached in {c.reached} of {n_seeds} seeds"
         parts.append(
             f"on {c.task}, where the legitimate user has lost {c.target:.0f} % of its accuracy (noise std about "
-            f"{c.strength:.2g} times the representation's{seeds}), the best attacker's loss is {c.attacker_loss:.1f} % "
-            f"[{c.attacker_loss_low:.1f}, {c.attacker_loss_high:.1f}]: {rel}"
+            f"{c.strength:.2g} times the representation's{seeds}), the best attacker's loss is "
+            f"{_percent(c.attacker_loss, c.attacker_loss_low, c.attacker_loss_high)}: {rel}"
         )
     if not parts:
         return "At the measured strengths the legitimate user never lost the matched shares in two seeds or more."

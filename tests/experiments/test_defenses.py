@@ -150,6 +150,8 @@ def test_sentences_follow_the_outcome():
     assert "down to 36.0 %, below the random-init encoder" in hurt_legit  # 60 x 0.6 < 40
     assert "attacker is hurt separably more" in hurt_attacker and "below the random-init" not in hurt_attacker
     assert "the best attacker gains 5 %" in D.noise_sentence(_results({0.5: 40.0}, {0.5: -5.0}))
+    assert "the best attacker loses about 0 %" in D.noise_sentence(_results({0.5: 40.0}, {0.5: -0.2}, jitter=0.0))
+    assert D._percent(-0.03, -0.9, 0.84) == "0.0 % [-0.9, 0.8]"
     texts = {D.verdict_sentence(D.Verdict(D.CLAIM, "", v)) for v in D.VERDICTS}
     assert len(texts) == 4
     assert "not reproduced" in D.verdict_sentence(D.Verdict(D.CLAIM, "", "not reproduced"))
