@@ -150,6 +150,8 @@ def test_sentences_follow_the_outcome():
     assert "down to 36.0 %, below the random-init encoder" in hurt_legit  # 60 x 0.6 < 40
     assert "attacker is hurt separably more" in hurt_attacker and "below the random-init" not in hurt_attacker
     assert "the best attacker gains 5 %" in D.noise_sentence(_results({0.5: 40.0}, {0.5: -5.0}))
+    assert "the best attacker loses about 0 %" in D.noise_sentence(_results({0.5: 40.0}, {0.5: -0.2}, jitter=0.0))
+    assert D._percent(-0.03, -0.9, 0.84) == "0.0 % [-0.9, 0.8]"
     texts = {D.verdict_sentence(D.Verdict(D.CLAIM, "", v)) for v in D.VERDICTS}
     assert len(texts) == 4
     assert "not reproduced" in D.verdict_sentence(D.Verdict(D.CLAIM, "", "not reproduced"))
@@ -208,11 +210,69 @@ def test_detector_tables_and_sentence():
     assert 20 < share < 50 and f"47.0 % on mnistm ({share:.0f} % [" in text
 
 
-def test_plot_noise_is_a_pyplot_figure():
+def test_detector_sentence_on_tasks_that_are_not_judged_quotes_kept_shares():
+    results = _detector_results()
+    unjudged = _results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)
+    text = D.detector_sentence(results | {"baselines": unjudged["baselines"]})
+    assert "victim's margin" not in text and "the task is not judged" in text
+    kept = D.detector_table(results).loc[(0.8, "mnistm", D.LEGIT)]
+    assert f"9.2 % on mnistm ({kept.kept_share:.0f} % [" in text
+
+
+def test_plot_noise_is_a_pyplot_figure_one_panel_per_task():
     fig = D.plot_noise(_results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}))
     try:
         assert isinstance(fig, Figure) and plt.fignum_exists(fig.number)
-        assert len(fig.axes) == 3 and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+        assert len(fig.axes) == 2 and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+        assert [ax.get_title() for ax in fig.axes] == list(TASKS)
+        assert fig.get_size_inches()[0] <= D.FIGURE_WIDTH
+    finally:
+        plt.close(fig)
+
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_paper_vs_ours_figure_draws_our_losses_against_the_claim():
+    from matplotlib.container import ErrorbarContainer
+
+    results = _results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}, jitter=0.0)
+    fig = D.plot_paper_vs_ours(results)
+    try:
+        (ax,) = fig.axes
+        assert fig.get_size_inches()[0] <= D.FIGURE_WIDTH
+        labels = _legend_texts(ax)
+        assert D.PAPER_CLAIM_LABEL in labels and set(TASKS) <= set(labels)
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == 4  # one per (task, defended strength)
+        points = sorted(
+            (round(float(b.lines[0].get_xdata()[0]), 6), round(float(b.lines[0].get_ydata()[0]), 6)) for b in bars
+        )
+        assert points == [(10.0, 1.0), (10.0, 1.0), (40.0, 2.0), (40.0, 2.0)]  # (user's loss, attacker's loss)
+        diagonal = next(line for line in ax.get_lines() if line.get_label() == D.PAPER_CLAIM_LABEL)
+        x, y = diagonal.get_data()
+        assert np.allclose(x, y)  # the claim: equal loss
+        assert sorted(t.get_text() for t in ax.texts) == ["0.1x", "0.1x", "0.5x", "0.5x"]
+    finally:
+        plt.close(fig)
+    unjudged = D.plot_paper_vs_ours(_results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0))
+    try:
+        assert "no judged task" in [t.get_text() for t in unjudged.axes[0].texts]
+    finally:
+        plt.close(unjudged)
+
+
+def test_detector_figure_shows_kept_shares_against_the_claim():
+    results = _detector_results()
+    fig = D.plot_detector(results)
+    try:
+        (ax,) = fig.axes
+        assert D.DETECTOR_CLAIM_LABEL in _legend_texts(ax) and "legitimate user" in _legend_texts(ax)
+        heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+        table = D.detector_table(results)
+        assert heights == sorted(round(x, 6) for x in table.kept_share)  # one bar per (task, user)
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(TASKS)
     finally:
         plt.close(fig)
 
@@ -232,6 +292,143 @@ def test_augmented_pair_stream_truth():
     x = torch.randint(0, 255, (6, 1, 12, 12), dtype=torch.uint8)
     stream, truth = D.augmented_pair_stream(x, seed=1)
     assert stream.shape == (12, 1, 12, 12) and truth.tolist() == [False] * 6 + [True] * 6
+
+
+# ---- what the paper at a glance and the readers see ----------------------------------------------
+
+
+def _t_interval(values, digits=1):
+    """Reference: mean [low, high] with the Student-t 95 % interval, formatted like the book."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return f"{x.mean():.{digits}f} [{x.mean() - half:.{digits}f},\u00a0{x.mean() + half:.{digits}f}]"
+
+
+def test_judge_fills_paper_and_ours_on_every_path():
+    exact = _results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}, jitter=0.0)
+    v = D.judge_defense(exact)
+    assert v.verdict == "reproduced" and v.paper == D.PAPER_CLAIM and "no number published" in v.paper
+    # the strongest strength, both tasks: the user lost 40 %, the attacker 2 % (no spread: exact)
+    assert v.ours == (
+        "loss (%) at noise 0.5x, user vs attacker: mnistm 40 [40, 40] vs 2 [2, 2]; photocrops 40 [40, 40] vs 2 [2, 2]"
+    )
+    worse = D.judge_defense(_results({0.5: 1.0}, {0.5: 30.0}, jitter=0.0))
+    assert worse.verdict == "not reproduced" and "vs 30 [30, 30]" in worse.ours and worse.paper == D.PAPER_CLAIM
+    idle = D.judge_defense(_results({0.5: 0.0}, {0.5: 0.0}, zero=True))
+    assert (
+        idle.verdict == "not evaluated" and idle.ours.startswith("no effect; ") and "0 [0, 0] vs 0 [0, 0]" in idle.ours
+    )
+    unjudged_rows = _results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)
+    unjudged = D.judge_defense(unjudged_rows)
+    assert unjudged.verdict == "not evaluated" and unjudged.paper == D.PAPER_CLAIM
+    margins = [
+        40.0 - r["accuracy"] for r in unjudged_rows["baselines"] if r["task"] == "mnistm" and r["user"] == D.RANDOM
+    ]
+    expected = _t_interval(margins, 0).replace("\u00a0", " ").replace("[-0,", "[0,").replace(" -0]", " 0]")
+    assert unjudged.ours.startswith("victim beats random-init on no task") and f"mnistm {expected}" in unjudged.ours
+    for verdict in (v, worse, idle, unjudged):
+        assert len(verdict.paper) <= 120 and len(verdict.ours) <= 120
+    with pytest.raises(ValueError, match="no task was judged"):
+        D.loss_summary(D.paired_table(_results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)))
+
+
+def test_labels_and_cells_for_readers():
+    assert D.user_label(D.LEGIT) == "legitimate user" and D.user_label("attacker_mse") == "attacker (mse)"
+    assert D.user_label("attacker_infonce_drop") == "attacker (infonce), drops outliers"
+    with pytest.raises(ValueError, match="Unknown user 'victim'"):
+        D.user_label("victim")
+    assert D.strength_label(0.0) == "0 (undefended)" and D.strength_label(0.25) == "0.25"
+    row = {"x": -0.03, "x_low": -0.9, "x_high": 0.84}
+    assert D.cell(row, "x") == "0.0 [-0.9,\u00a00.8]"  # never "-0.0"; the bracket never breaks
+    assert D.cell({"x": 61.1, "x_low": 61.1, "x_high": 61.1}, "x") == "61.1"  # no spread: alone
+    assert D.cell({"x": float("nan"), "x_low": float("nan"), "x_high": float("nan")}, "x") == "n/a"
+
+
+def _check_reader(table):
+    from encsteal.tables import MAX_COLUMNS, check_for_readers, to_markdown
+
+    check_for_readers(table)  # no NaN, named rows, not wider than the page
+    assert len(table.columns) <= MAX_COLUMNS and table.index.name
+    assert to_markdown(table).startswith("|")
+
+
+def test_reader_tables_for_the_noise():
+    results = _results({0.1: 10.0, 0.5: 40.0}, {0.1: 1.0, 0.5: 2.0}, jitter=0.0)
+    base = D.baseline_reader(results)
+    _check_reader(base)
+    randoms = [r["accuracy"] for r in results["baselines"] if r["task"] == "mnistm" and r["user"] == D.RANDOM]
+    assert base.loc["mnistm", "victim (%)"] == "60.0" and base.loc["mnistm", "judged"] == "yes"
+    assert base.loc["mnistm", "random-init encoders (%)"] == _t_interval(randoms)
+    assert base.loc["mnistm", "victim's margin (points)"] == _t_interval(60.0 - np.array(randoms))
+
+    noise = D.noise_reader(results)
+    _check_reader(noise)
+    assert len(noise) == 2 * 3 * 2  # tasks x strengths (0 and two defended) x users
+    first = noise.loc["mnistm"].iloc[0]  # the undefended legitimate user comes first
+    assert first[D.STRENGTH] == "0 (undefended)" and first["user"] == "legitimate user"
+    assert first["accuracy (%)"] == "60.0" and first[D.LOSS] == "0.0"
+    legit = noise.loc["mnistm"].set_index([D.STRENGTH, "user"]).loc[("0.5", "legitimate user")]
+    assert legit["accuracy (%)"] == "36.0" and legit[D.LOSS] == "40.0"  # 60 x (1 - 0.4)
+
+    paired = D.paired_reader(results)
+    _check_reader(paired)
+    row = paired.loc["photocrops"].set_index(D.STRENGTH).loc["0.5"]
+    assert row[D.LEGIT_LOSS] == "40.0" and row[D.ATTACKER_LOSS] == "2.0" and row["difference (points)"] == "38.0"
+    assert row["outcome"] == "legitimate user hurt more" and "best attacker" not in paired.columns
+
+
+def test_reader_tables_name_tasks_that_are_not_judged():
+    results = _results({0.5: 40.0}, {0.5: 1.0}, victim=40.0, random=40.0)
+    _check_reader(D.noise_reader(results))
+    detector = D.detector_reader(_detector_results() | {"baselines": results["baselines"]})
+    _check_reader(detector)
+    assert (detector[D.MARGIN_SHARE] == "n/a").all()  # a share of no margin means nothing
+    paired, matched = D.paired_reader(results), D.matched_reader(results)
+    _check_reader(paired)
+    _check_reader(matched)
+    assert list(paired.index) == list(TASKS) and (paired["outcome"] == D.NOT_JUDGED).all()
+    assert (paired[D.LEGIT_LOSS] == "n/a").all()
+    assert (matched["seeds reaching it"] == f"none ({D.NOT_JUDGED})").all()
+
+
+def test_reader_table_of_the_matched_comparison():
+    results = _results({1.0: 10.0, 2.0: 30.0}, {1.0: 2.0, 2.0: 4.0}, jitter=0.0, zero=True)
+    table = D.matched_reader(results)
+    _check_reader(table)
+    rows = table.loc["mnistm"].set_index(D.LEGIT_LOSS)
+    assert rows.loc["10", D.ATTACKER_LOSS] == "2.0" and rows.loc["10", "seeds reaching it"] == "5 of 5"
+    assert rows.loc["25", "noise std there (mean)"] == "1.75" and rows.loc["25", D.ATTACKER_LOSS] == "3.5"
+
+
+def _undefended_mse(task):
+    rows = [r for r in _detector_results()["noise"] if r["task"] == task and r["strength"] == 0.0]
+    return np.array([r["accuracy"] for r in sorted(rows, key=lambda r: r["seed"]) if r["user"] == "attacker_mse"])
+
+
+def test_reader_tables_of_the_detector():
+    results = _detector_results()
+    det = D.detector_reader(results)
+    _check_reader(det)
+    attacker = det.loc["mnistm"].set_index("user").loc["attacker (mse), drops outliers"]
+    assert "threshold" not in det.columns and attacker["flagged (%)"] == "97"  # one threshold: in the caption
+    assert attacker["kept (%)"] == _t_interval(100 * (45.0 + np.arange(5)) / _undefended_mse("mnistm"), 0)
+    assert attacker["accuracy (%)"] == _t_interval(45.0 + np.arange(5))
+    assert list(det.loc["mnistm", "user"]) == ["legitimate user", "attacker (mse), drops outliers"]
+    detection = D.detection_reader(results)
+    _check_reader(detection)
+    assert detection.loc["0.80", "precision (%)"] == _t_interval(50.0 + np.arange(5))
+    assert detection.loc["0.80", "recall (%)"] == "100.0"
+    assert detection.loc["0.80", "ROC-AUC"] == _t_interval(0.7 + np.arange(5) / 100, 2)
+
+
+def test_glue_names_carry_the_chapter_prefix_and_saved_results_the_strings():
+    chapter = D.DefenseChapter(_detector_results() | {"reference_std": 0.5, "drop_ratio": 10.0, "strengths": [0.5]})
+    assert all(k.startswith("defenses_") for k in chapter.numbers()) and chapter.numbers()["defenses_n_seeds"] == 5
+    assert all(k.startswith("defenses_") for k in chapter.sentences())
+    saved = chapter.saved()
+    assert saved["paper"] == D.PAPER_CLAIM and saved["ours"] == chapter.verdict().ours != "n/a"
 
 
 # ---- the measurements on a tiny victim ----------------------------------------------------------
