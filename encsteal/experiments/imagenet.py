@@ -261,8 +261,18 @@ def plot_share(paper: pd.DataFrame, base: pd.DataFrame, grid: pd.DataFrame, metr
     sides = [("paper", PAPER_PANEL), ("ours", OURS_PANEL)]
     counts = [points.loc[points["source"] == s, "copy"].nunique() for s, _ in sides]
     fig, axes = plt.subplots(
-        1, 2, figsize=(9, 4.4), sharey=True, gridspec_kw={"width_ratios": [max(c, 2) for c in counts]}
+        1,
+        2,
+        figsize=(9, 4.6),
+        sharey=True,
+        layout="constrained",
+        gridspec_kw={"width_ratios": [max(c, 2) for c in counts]},
     )
+    labels = {key: key for key in keys}  # a set both sides evaluate names ours too: "F-MNIST (ours: fmnist)"
+    for key, task in zip(points["color_key"], points["downstream"], strict=True):
+        if task != key:
+            labels[key] = f"{key} (ours: {task})"
+    handles: dict[str, Any] = {}
     for ax, (side, title) in zip(axes, sides, strict=True):
         pts = points[points["source"] == side]
         copies = list(dict.fromkeys(pts["copy"]))
@@ -272,16 +282,25 @@ def plot_share(paper: pd.DataFrame, base: pd.DataFrame, grid: pd.DataFrame, metr
             t = pts[pts["downstream"] == task].set_index("copy").reindex(copies)
             x = [i + (j - (len(tasks) - 1) / 2) * width for i in range(len(copies))]
             err = [t["share"] - t["low"], t["high"] - t["share"]]
-            color = palette[t["color_key"].dropna().iloc[0]]
-            ax.errorbar(x, t["share"], yerr=err, fmt="o", ms=5, color=color, capsize=2, lw=1, label=task)
-        ax.axhline(100, color="k", ls="--", lw=1, label="victim (100 %)")
+            key = t["color_key"].dropna().iloc[0]
+            drawn = ax.errorbar(x, t["share"], yerr=err, fmt="o", ms=5, color=palette[key], capsize=2, lw=1)
+            handles.setdefault(labels[key], drawn)
+        victim_line = ax.axhline(100, color="k", ls="--", lw=1)
         ax.set_xticks(range(len(copies)), copies, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(copies) - 0.4)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("copy: queries" + (" (loss)" if side == "ours" else ""), fontsize=9)
-        ax.legend(title="downstream set", fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.42))
     axes[0].set_ylabel("probe accuracy, % of its own victim")
-    fig.tight_layout()
+    handles["victim (100 %)"] = victim_line
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        title="downstream set",
+        loc="outside lower center",
+        ncol=min(len(handles), 5),
+        fontsize=8,
+        title_fontsize=8,
+    )
     return fig
 
 
@@ -430,16 +449,18 @@ def copies_text(base: pd.DataFrame, grid: pd.DataFrame, task: str, in_distributi
     for query_set in dict.fromkeys([in_distribution, other]):
         per_seed = stolen_seeds(grid, query_set, task, budget)
         if not per_seed:
-            parts.append(f"with {budget:,} {query_set} queries, n/a (no such copy)")
+            parts.append(f"no copy was stolen with {budget:,} {query_set} queries")
             continue
         mean, low, high = seed_interval(per_seed)
         where = f" [{low:.1f}, {high:.1f}]" if high > low else ""
         share = 100 * mean / victim
-        parts.append(f"with {budget:,} {query_set} queries, {mean:.1f} %{where} ({share:.0f} % of the victim)")
-    over = f"mean and 95 % interval over {seeds} seeds" if seeds > 1 else "one seed, so no interval"
+        parts.append(
+            f"copies stolen with {budget:,} {query_set} queries reach {mean:.1f} %{where} ({share:.0f} % of it)"
+        )
+    over = f"means and 95 % intervals over {seeds} seeds" if seeds > 1 else "one seed, so no interval"
     over += ", averaged over the losses" if grid["loss"].nunique() > 1 else ""
-    text = f"On {task}, where the victim scores {victim:.1f} %, the copies reach " + "; ".join(parts)
-    return {"imagenet_copies_text": f"{text} ({over})."}
+    text = f"On {task}, where the victim scores {victim:.1f} %, " + " and ".join(parts)
+    return {"imagenet_copies_text": f"{text}; {over}."}
 
 
 def shared_sets_text(paper: pd.DataFrame, grid: pd.DataFrame) -> dict[str, str]:

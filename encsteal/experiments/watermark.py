@@ -377,6 +377,13 @@ def _group(row: pd.Series) -> str:
     return {"reference": "references (leave-one-out)", "random": "random-init encoders"}.get(role, row["model"])
 
 
+def _short(group: str) -> str:
+    """A group's label as a figure shows it (``copies of the victim: mse, 250 queries, victim's init``)."""
+    return group.replace("copies of the watermarked victim", "copies of the victim").replace(
+        "victim's initial weights", "victim's init"
+    )
+
+
 def group_summary(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per group of models (role, loss, budget): how many, their mean watermark accuracy
     (%) with its 95 % t interval over the models (NaN for one model), how many were called stolen
@@ -718,7 +725,7 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
         flagged = g["stolen"].astype(bool).to_numpy()
         ax.scatter(g["watermark_acc"][flagged], y[flagged], color=color, s=36, zorder=3)
         ax.scatter(g["watermark_acc"][~flagged], y[~flagged], facecolors="none", edgecolors=color, s=36, zorder=3)
-    ax.set_yticks(range(len(groups)), groups, fontsize=8)
+    ax.set_yticks(range(len(groups)), [_short(g) for g in groups], fontsize=9)
     ax.invert_yaxis()
     threshold = float(victim_row(t)["threshold"])
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"single-test threshold ({threshold:.1f} %)")
@@ -726,7 +733,7 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
     ax.scatter([], [], color="k", s=36, label="called stolen (Holm in the family, else single test)")
     ax.scatter([], [], facecolors="none", edgecolors="k", s=36, label="not called stolen")
     ax.set_xlabel("watermark accuracy through the victim's rotation MLP (%)")
-    fig.legend(loc="outside lower center", fontsize=8, ncol=2)
+    fig.legend(loc="outside lower center", fontsize=9, ncol=2)
     ax.set_title("Which models carry the rotation watermark?")
     return fig
 
@@ -830,7 +837,7 @@ def paper_vs_ours_points(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd
             else:
                 mean = low = high = float(acc.mean())
                 kind = "none"
-            label = str(group).replace("copies of the watermarked victim: ", "copies: ")
+            label = _short(str(group))
             out.append(
                 {"label": f"{label} (n={len(acc)})" if len(acc) > 1 else label, "side": _COMPARED[role]}
                 | {"role": g["role"].iloc[0], "mean": mean, "low": low, "high": high, "n": len(acc), "interval": kind}
@@ -868,10 +875,10 @@ def plot_paper_vs_ours(rows: pd.DataFrame | Sequence[Mapping[str, Any]], task: s
     edges = [i + 0.5 for i in range(len(pts) - 1) if pts["side"].iloc[i] != pts["side"].iloc[i + 1]]
     for e in edges:
         ax.axhline(e, color="grey", lw=0.6)
-    ax.set_yticks(y, pts["label"], fontsize=8)
+    ax.set_yticks(y, pts["label"], fontsize=9)
     ax.set_ylim(len(pts) - 0.5, -0.5)
     ax.set_xlim(min(chance - 10, float(pts["low"].min()) - 3), 100)
     ax.set_xlabel("watermark accuracy through the victim's rotation MLP (%)")
-    fig.legend(fontsize=7, loc="outside lower center", ncol=2)
-    ax.set_title("The watermark's transferability: the paper's claim and our models", fontsize=10)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2)
+    ax.set_title("The watermark's transferability: the paper's claim and our models", fontsize=11)
     return fig

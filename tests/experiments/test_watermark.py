@@ -434,7 +434,8 @@ def test_paper_vs_ours_points_group_the_models_the_claim_speaks_of():
     pts = paper_vs_ours_points(_wilson_rows())
     assert list(pts["side"]) == ["independent"] * 3 + ["stolen"] * 5 + ["victim"]
     assert pts["label"].iloc[0] == "references (leave-one-out) (n=10)"
-    assert pts["label"].iloc[3] == "copies: mse, 250 queries (n=5)"
+    assert pts["label"].iloc[3] == "copies of the victim: mse, 250 queries (n=5)"
+    assert pts["label"].iloc[7] == "copies of the victim: mse, 250 queries, victim's init (n=5)"
     refs = pts.iloc[0]
     assert (refs["mean"], refs["low"], refs["high"]) == pytest.approx(_t95([52.0 + 0.1 * i for i in range(10)]))
     victim = pts.iloc[-1]
