@@ -263,7 +263,7 @@ def plot_share(paper: pd.DataFrame, base: pd.DataFrame, grid: pd.DataFrame, metr
     fig, axes = plt.subplots(
         1,
         2,
-        figsize=(9, 4.6),
+        figsize=(9, 5),
         sharey=True,
         layout="constrained",
         gridspec_kw={"width_ratios": [max(c, 2) for c in counts]},
@@ -286,10 +286,10 @@ def plot_share(paper: pd.DataFrame, base: pd.DataFrame, grid: pd.DataFrame, metr
             drawn = ax.errorbar(x, t["share"], yerr=err, fmt="o", ms=5, color=palette[key], capsize=2, lw=1)
             handles.setdefault(labels[key], drawn)
         victim_line = ax.axhline(100, color="k", ls="--", lw=1)
-        ax.set_xticks(range(len(copies)), copies, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(copies)), copies, rotation=30, ha="right", fontsize=9)
         ax.set_xlim(-0.6, len(copies) - 0.4)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("copy: queries" + (" (loss)" if side == "ours" else ""), fontsize=9)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("copy: queries" + (" (loss)" if side == "ours" else ""), fontsize=10)
     axes[0].set_ylabel("probe accuracy, % of its own victim")
     handles["victim (100 %)"] = victim_line
     fig.legend(
@@ -297,9 +297,9 @@ def plot_share(paper: pd.DataFrame, base: pd.DataFrame, grid: pd.DataFrame, metr
         list(handles),
         title="downstream set",
         loc="outside lower center",
-        ncol=min(len(handles), 5),
-        fontsize=8,
-        title_fontsize=8,
+        ncol=min(len(handles), 4),
+        fontsize=9,
+        title_fontsize=9,
     )
     return fig
 
@@ -399,7 +399,7 @@ def plot_budget_curves(base: pd.DataFrame, grid: pd.DataFrame, tasks: Sequence[s
         ax.set_title(f"downstream: {task}", fontsize=10)
         ax.set_xlabel("queries")
         ax.set_ylabel("linear probe (%)")
-        ax.legend(fontsize=7, title="query set" if style is None else None, title_fontsize=7)
+        ax.legend(fontsize=8, title="query set" if style is None else None, title_fontsize=8)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.remove()
     fig.tight_layout()

@@ -725,7 +725,7 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
         flagged = g["stolen"].astype(bool).to_numpy()
         ax.scatter(g["watermark_acc"][flagged], y[flagged], color=color, s=36, zorder=3)
         ax.scatter(g["watermark_acc"][~flagged], y[~flagged], facecolors="none", edgecolors=color, s=36, zorder=3)
-    ax.set_yticks(range(len(groups)), [_short(g) for g in groups], fontsize=9)
+    ax.set_yticks(range(len(groups)), [_short(g) for g in groups], fontsize=10)
     ax.invert_yaxis()
     threshold = float(victim_row(t)["threshold"])
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"single-test threshold ({threshold:.1f} %)")
@@ -875,10 +875,10 @@ def plot_paper_vs_ours(rows: pd.DataFrame | Sequence[Mapping[str, Any]], task: s
     edges = [i + 0.5 for i in range(len(pts) - 1) if pts["side"].iloc[i] != pts["side"].iloc[i + 1]]
     for e in edges:
         ax.axhline(e, color="grey", lw=0.6)
-    ax.set_yticks(y, pts["label"], fontsize=9)
+    ax.set_yticks(y, pts["label"], fontsize=10)
     ax.set_ylim(len(pts) - 0.5, -0.5)
     ax.set_xlim(min(chance - 10, float(pts["low"].min()) - 3), 100)
     ax.set_xlabel("watermark accuracy through the victim's rotation MLP (%)")
-    fig.legend(fontsize=8, loc="outside lower center", ncol=2)
+    fig.legend(fontsize=9, loc="outside lower center", ncol=2)
     ax.set_title("The watermark's transferability: the paper's claim and our models", fontsize=11)
     return fig
