@@ -57,6 +57,7 @@ from encsteal.models import build_encoder
 from encsteal.probe import evaluate_encoder
 from encsteal.seeds import generator, random_init_encoder
 from encsteal.stats import holm, mean_interval, paired_difference
+from encsteal.tables import NA, interval, number
 from encsteal.victims import Victim
 from encsteal.watermark import TASKS, WatermarkedVictim, WatermarkMLP, ownership_test, watermark_accuracy
 
@@ -73,6 +74,10 @@ MIN_INDEPENDENT = 10
 """Independent models a false-positive rate needs for a verdict."""
 DETECTION_LEVEL = 0.5
 """The detection rate a verdict of "reproduced" must exceed with confidence (its interval's lower end)."""
+PAPER_SAYS = (
+    "no number published; independent models near 50 % (chance), stolen copies above it, more with more queries"
+)
+"""The paper's claim in its own terms (it published no transferability numbers): the ``paper`` field of the verdict."""
 
 ROLE_COLORS: dict[str, str] = {
     "victim": "#c44e52",
@@ -372,6 +377,13 @@ def _group(row: pd.Series) -> str:
     return {"reference": "references (leave-one-out)", "random": "random-init encoders"}.get(role, row["model"])
 
 
+def _short(group: str) -> str:
+    """A group's label as a figure shows it (``copies of the victim: mse, 250 queries, victim's init``)."""
+    return group.replace("copies of the watermarked victim", "copies of the victim").replace(
+        "victim's initial weights", "victim's init"
+    )
+
+
 def group_summary(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per group of models (role, loss, budget): how many, their mean watermark accuracy
     (%) with its 95 % t interval over the models (NaN for one model), how many were called stolen
@@ -451,6 +463,37 @@ def _pct(r: Mapping[str, float]) -> str:
     return f"{r['k']} of {r['n']} ({100 * r['rate']:.0f} %, 95 % CI {100 * r['low']:.0f}-{100 * r['high']:.0f} %)"
 
 
+def _interval_text(values: Sequence[float]) -> str:
+    """``mean %`` with its 95 % t interval over models (none for one model or no spread)."""
+    x = [float(v) for v in values]
+    if len(x) >= 2 and max(x) > min(x):
+        iv = mean_interval(x)
+        return f"{iv.mean:.1f} % [{iv.low:.1f}, {iv.high:.1f}]"
+    return f"{float(np.mean(x)):.1f} %"
+
+
+def ours_summary(rows: pd.DataFrame | Sequence[Mapping[str, Any]], alpha: float = 0.05) -> str:
+    """Our numbers beside :data:`PAPER_SAYS`, in one short line: the best cell of copies (highest
+    mean watermark accuracy over seeds, with its 95 % t interval), the independent models' mean
+    (95 % t interval over the models) and how many of each are flagged (called stolen after Holm)."""
+    t = _table(rows)
+    det, fp = detection_rate(t), false_positive_rate(t)
+    independent = t.loc[t["role"].isin(INDEPENDENT_ROLES), "watermark_acc"].tolist()
+    parts = []
+    cells = cell_shifts(t, alpha)
+    if cells:
+        best = max(cells, key=lambda c: c["mean"])
+        where = f" [{best['low']:.1f}, {best['high']:.1f}]" if best["high"] > best["low"] else ""
+        parts.append(f"copies {best['mean']:.1f} %{where} ({best['loss']}, {best['budget']} q.)")
+    elif det["n"]:
+        parts.append(f"copies {_interval_text(t.loc[t['role'].isin(DETECTED_ROLES), 'watermark_acc'].tolist())}")
+    else:
+        parts.append("no copies")
+    parts.append(f"independent {_interval_text(independent)}" if independent else "no independent models")
+    called = f"flagged: {det['k']}/{det['n']} copies, {fp['k']}/{fp['n']} indep."
+    return ", ".join(parts) + "; " + called
+
+
 def judge_watermark(results: Mapping[str, Any]) -> Verdict:
     """C5 from the chapter's saved results (:func:`watermark_results`; only ``alpha`` and ``rows`` are read).
 
@@ -478,8 +521,9 @@ def judge_watermark(results: Mapping[str, Any]) -> Verdict:
     alpha = float(results.get("alpha", 0.05))
     rows = results.get("rows") or []
     if not rows:
-        return Verdict(CLAIM, "No models were scored.", "not evaluated")
+        return Verdict(CLAIM, "No models were scored.", "not evaluated", paper=PAPER_SAYS, ours="no models scored")
     t = _table(rows)
+    ours = ours_summary(t, alpha)
     det, fp = detection_rate(t), false_positive_rate(t)
     stolen = t[t["role"].isin(DETECTED_ROLES)]
     cells = stolen.groupby(["loss", "budget"])["seed"].nunique() if len(stolen) else pd.Series(dtype=int)
@@ -511,7 +555,11 @@ def judge_watermark(results: Mapping[str, Any]) -> Verdict:
         thin.append("the watermarked victim itself is not called stolen (no watermark to transfer)")
     if thin:
         return Verdict(
-            CLAIM, "Not judged: " + "; ".join(thin) + ". " + evidence[0].upper() + evidence[1:] + ".", "not evaluated"
+            CLAIM,
+            "Not judged: " + "; ".join(thin) + ". " + evidence[0].upper() + evidence[1:] + ".",
+            "not evaluated",
+            paper=PAPER_SAYS,
+            ours=ours,
         )
     transfers = any(c["above"] for c in shifts)
     if fp["low"] > alpha or (det["high"] < DETECTION_LEVEL and not transfers):
@@ -520,7 +568,7 @@ def judge_watermark(results: Mapping[str, Any]) -> Verdict:
         verdict = "reproduced"
     else:
         verdict = "partly reproduced"
-    return Verdict(CLAIM, evidence[0].upper() + evidence[1:] + ".", verdict)
+    return Verdict(CLAIM, evidence[0].upper() + evidence[1:] + ".", verdict, paper=PAPER_SAYS, ours=ours)
 
 
 # ---- sentences and figure --------------------------------------------------------------------
@@ -530,7 +578,7 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
     """The chapter's result-dependent sentences, chosen from ``results`` (glued as Markdown).
 
     ``wm_detection_text``, ``wm_fpr_text``, ``wm_same_init_text``, ``wm_lineage_text``,
-    ``wm_verdict_text``."""
+    ``wm_paper_text`` (:func:`paper_text`), ``wm_verdict_text``."""
     alpha = float(results["alpha"])
     t = _table(results["rows"])
     det, fp = detection_rate(t), false_positive_rate(t)
@@ -620,19 +668,55 @@ def conclusion_text(results: Mapping[str, Any], verdict: Verdict) -> dict[str, s
             )
     else:
         text["wm_lineage_text"] = f"The watermarked victim scores {victim['watermark_acc']:.1f} %."
+    text["wm_paper_text"] = paper_text(t, alpha, str(results.get("task", "binary")))
     text["wm_verdict_text"] = f"**Verdict: {verdict.verdict}.** {verdict.evidence}"
+    return text
+
+
+def paper_text(rows: pd.DataFrame | Sequence[Mapping[str, Any]], alpha: float = 0.05, task: str = "binary") -> str:
+    """Our models against the paper's claim, which has no number (:data:`PAPER_SAYS`): where the
+    independent models' mean (95 % t interval over the models) lies against chance, and the range
+    of the copies' cell means (:func:`cell_shifts`)."""
+    t = _table(rows)
+    chance = 100 / TASKS[task]
+    text = (
+        "The paper published no transferability numbers, only that an independent model scores about chance "
+        f"({chance:.0f} %) and a stolen copy above it, more so with more queries."
+    )
+    acc = t.loc[t["role"].isin(INDEPENDENT_ROLES), "watermark_acc"].to_numpy(dtype=float)
+    if len(acc) >= 2 and np.ptp(acc) > 0:
+        iv = mean_interval(acc)
+        where = "below" if iv.high < chance else "above" if iv.low > chance else "consistent with"
+        text += (
+            f" Here the {len(acc)} independent models average {iv.mean:.1f} % (95 % CI {iv.low:.1f}-{iv.high:.1f}), "
+            f"{where} chance"
+        )
+    elif len(acc):
+        text += f" Here the {len(acc)} independent model(s) score {acc.mean():.1f} % (no spread to give an interval)"
+    else:
+        text += " No independent model was scored here"
+    cells = cell_shifts(t, alpha)
+    if cells:
+        lo, hi = min(cells, key=lambda c: c["mean"]), max(cells, key=lambda c: c["mean"])
+        if hi["mean"] == lo["mean"]:
+            return text + f"; every cell of copies averages {lo['mean']:.1f} %."
+        text += (
+            f"; the copies' cell means run from {lo['mean']:.1f} % ({lo['loss']}, {lo['budget']} queries) to "
+            f"{hi['mean']:.1f} % ({hi['loss']}, {hi['budget']} queries)."
+        )
+    else:
+        text += "; no cell of copies has two seeds to average."
     return text
 
 
 def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
     """Every model's watermark accuracy, one line per group of models (:func:`group_summary`'s
     groups), coloured by role: filled if called stolen, hollow if not; with the victim's decision
-    threshold (single test against all references) and chance (``task``'s number of classes).
-    A pyplot figure: a notebook renders it with ``plt.show()``."""
+    threshold (single test against all references) and chance (``task``'s number of classes)."""
     t = _table(table)
     t = t.assign(group=t.apply(_group, axis=1))
     groups = list(dict.fromkeys(t["group"]))
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(groups) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(groups) + 1.5), layout="constrained")
     jitter = np.random.default_rng(0)
     for i, group in enumerate(groups):
         g = t[t["group"] == group]
@@ -641,7 +725,7 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
         flagged = g["stolen"].astype(bool).to_numpy()
         ax.scatter(g["watermark_acc"][flagged], y[flagged], color=color, s=36, zorder=3)
         ax.scatter(g["watermark_acc"][~flagged], y[~flagged], facecolors="none", edgecolors=color, s=36, zorder=3)
-    ax.set_yticks(range(len(groups)), groups, fontsize=8)
+    ax.set_yticks(range(len(groups)), [_short(g) for g in groups], fontsize=10)
     ax.invert_yaxis()
     threshold = float(victim_row(t)["threshold"])
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"single-test threshold ({threshold:.1f} %)")
@@ -649,7 +733,7 @@ def plot_transferability(table: pd.DataFrame, task: str = "binary") -> Figure:
     ax.scatter([], [], color="k", s=36, label="called stolen (Holm in the family, else single test)")
     ax.scatter([], [], facecolors="none", edgecolors="k", s=36, label="not called stolen")
     ax.set_xlabel("watermark accuracy through the victim's rotation MLP (%)")
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", fontsize=9, ncol=2)
     ax.set_title("Which models carry the rotation watermark?")
     return fig
 
@@ -675,11 +759,126 @@ def headline(results: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-VIEW_COLUMNS = ("role", "watermark_acc", "ci_low", "ci_high", "references", "threshold", "p_value", "single", "stolen")
+def _yes(flag: object) -> str:
+    return "yes" if bool(flag) else "no"
 
 
-def table_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The per-model table as the chapter shows it (rounded; ``single``: the uncorrected test,
-    ``stolen``: Holm's decision within the family)."""
-    t = table if "model" not in table.columns else table.set_index("model")
-    return t[list(VIEW_COLUMNS)].round({"watermark_acc": 1, "ci_low": 1, "ci_high": 1, "threshold": 1, "p_value": 4})
+def group_table(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`group_summary` for readers: a row per group of models, its number of models, mean
+    watermark accuracy (%) with its 95 % t interval over the models (one model, or no spread: the
+    value alone), how many were called stolen, that share (%) with its Clopper-Pearson 95 %
+    interval, and whether the group is tested in Holm's family."""
+    g = group_summary(rows)
+    out = pd.DataFrame(index=g.index)
+    out["models"] = [number(int(n)) for n in g["models"]]
+    out["watermark accuracy (%)"] = [
+        interval(m, lo, hi) for m, lo, hi in zip(g["watermark_acc"], g["acc_low"], g["acc_high"], strict=True)
+    ]
+    out["called stolen"] = [f"{int(k)} of {int(n)}" for k, n in zip(g["called_stolen"], g["models"], strict=True)]
+    out["share called stolen (%)"] = [
+        interval(m, lo, hi, digits=0)
+        for m, lo, hi in zip(g["share_%"], g["share_low_%"], g["share_high_%"], strict=True)
+    ]
+    out["in Holm's family"] = [_yes(f) for f in g["in_family"]]
+    return out.rename_axis("group of models")
+
+
+def model_table(table: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Every model for readers: its role, watermark accuracy (%) with its Wilson 95 % interval
+    over the test images, the single test's threshold (%) and p-value, and the two decisions:
+    the single test at alpha, and Holm's within the family (:data:`~encsteal.tables.NA` for the
+    controls outside it)."""
+    t = _table(table)
+    out = pd.DataFrame(
+        {
+            "role": t["role"].astype(str).tolist(),
+            "watermark accuracy (%)": [
+                interval(a, lo, hi) for a, lo, hi in zip(t["watermark_acc"], t["ci_low"], t["ci_high"], strict=True)
+            ],
+            "threshold (%)": [number(float(v)) for v in t["threshold"]],
+            "p-value": [f"{float(v):.2g}" for v in t["p_value"]],
+            "stolen, single test": [_yes(v) for v in t["single"]],
+            "stolen, Holm": [_yes(v) if fam else NA for v, fam in zip(t["stolen"], t["family"], strict=True)],
+        },
+        index=pd.Index(t["model"].astype(str), name="model"),
+    )
+    return out
+
+
+PAPER_CLAIM_INDEPENDENT = "paper's claim: an independent model scores about chance"
+PAPER_CLAIM_STOLEN = "paper's claim: stolen copies score above it (no number published)"
+"""Legend labels of the paper's claim in :func:`plot_paper_vs_ours`."""
+_COMPARED = {
+    **{r: "independent" for r in INDEPENDENT_ROLES},
+    "stolen": "stolen",
+    "same init": "stolen",
+    "victim": "victim",
+}
+
+
+def paper_vs_ours_points(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Our side of :func:`plot_paper_vs_ours`: one row per group of models (:func:`group_summary`'s
+    groups) that the paper's claim speaks of: independent models (``side`` ``independent``), copies
+    of the watermarked victim (``stolen``) and the victim itself (``victim``), in that order. ``mean``
+    with ``low``/``high``: the 95 % t interval over the group's models, or for a single model its
+    Wilson interval over the test images (``interval`` says which)."""
+    t = _table(rows)
+    t = t[t["role"].isin(list(_COMPARED))]
+    t = t.assign(group=t.apply(_group, axis=1), side=t["role"].map(_COMPARED))
+    out = []
+    for role in _COMPARED:  # independent models, then copies, then the victim
+        for group, g in t[t["role"] == role].groupby("group", sort=False):
+            acc = g["watermark_acc"].to_numpy(dtype=float)
+            if len(acc) >= 2 and np.ptp(acc) > 0:
+                iv = mean_interval(acc)
+                mean, low, high, kind = iv.mean, iv.low, iv.high, "t over models"
+            elif len(acc) == 1 and "ci_low" in g and pd.notna(g["ci_low"].iloc[0]):
+                mean, low, high, kind = float(acc[0]), float(g["ci_low"].iloc[0]), float(g["ci_high"].iloc[0]), "Wilson"
+            else:
+                mean = low = high = float(acc.mean())
+                kind = "none"
+            label = _short(str(group))
+            out.append(
+                {"label": f"{label} (n={len(acc)})" if len(acc) > 1 else label, "side": _COMPARED[role]}
+                | {"role": g["role"].iloc[0], "mean": mean, "low": low, "high": high, "n": len(acc), "interval": kind}
+            )
+    return pd.DataFrame(out)
+
+
+def plot_paper_vs_ours(rows: pd.DataFrame | Sequence[Mapping[str, Any]], task: str = "binary") -> Figure:
+    """Paper vs ours: the paper's claim, which has no number, as reference marks (a dotted line at
+    chance for an independent model, :data:`PAPER_CLAIM_INDEPENDENT`; a shaded region above it
+    across the copies' rows, :data:`PAPER_CLAIM_STOLEN`), and our groups of models
+    (:func:`paper_vs_ours_points`) as means with 95 % intervals, coloured by role."""
+    pts = paper_vs_ours_points(rows)
+    if pts.empty:
+        raise ValueError("No independent models, copies or victim to compare with the paper's claim.")
+    chance = 100 / TASKS[task]
+    y = np.arange(len(pts))
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(pts) + 2.2), layout="constrained")
+    stolen_y = y[(pts["side"] == "stolen").to_numpy()]
+    if len(stolen_y):
+        ax.fill_betweenx(
+            [stolen_y.min() - 0.45, stolen_y.max() + 0.45],
+            chance,
+            100,
+            color="#dd8452",
+            alpha=0.15,
+            lw=0,
+            label=PAPER_CLAIM_STOLEN,
+        )
+    ax.axvline(chance, color="k", ls=":", lw=1.2, label=f"{PAPER_CLAIM_INDEPENDENT} ({chance:.0f} %)")
+    for i, row in pts.iterrows():
+        err = [[max(row["mean"] - row["low"], 0.0)], [max(row["high"] - row["mean"], 0.0)]]
+        ax.errorbar(row["mean"], y[i], xerr=err, fmt="o", ms=5, capsize=3, color=ROLE_COLORS.get(row["role"], "#999"))
+    ax.errorbar([], [], xerr=[], fmt="o", ms=5, capsize=3, color="#555555", label="ours: mean, 95 % interval")
+    edges = [i + 0.5 for i in range(len(pts) - 1) if pts["side"].iloc[i] != pts["side"].iloc[i + 1]]
+    for e in edges:
+        ax.axhline(e, color="grey", lw=0.6)
+    ax.set_yticks(y, pts["label"], fontsize=10)
+    ax.set_ylim(len(pts) - 0.5, -0.5)
+    ax.set_xlim(min(chance - 10, float(pts["low"].min()) - 3), 100)
+    ax.set_xlabel("watermark accuracy through the victim's rotation MLP (%)")
+    fig.legend(fontsize=9, loc="outside lower center", ncol=2)
+    ax.set_title("The watermark's transferability: the paper's claim and our models", fontsize=11)
+    return fig

@@ -5,9 +5,11 @@ and the chosen sentences on synthetic results, one for each outcome."""
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from encsteal.api import EncoderAPI
 from encsteal.attack import StealConfig, build_stolen
@@ -18,6 +20,9 @@ from encsteal.experiments.watermark import (
     DETECTION_LEVEL,
     FAMILY_ROLES,
     INDEPENDENT_ROLES,
+    PAPER_CLAIM_INDEPENDENT,
+    PAPER_CLAIM_STOLEN,
+    PAPER_SAYS,
     Model,
     build_models,
     cell_shifts,
@@ -25,19 +30,25 @@ from encsteal.experiments.watermark import (
     detection_rate,
     false_positive_rate,
     group_summary,
+    group_table,
     headline,
     judge_watermark,
+    model_table,
+    ours_summary,
+    paper_text,
+    paper_vs_ours_points,
+    plot_paper_vs_ours,
     plot_transferability,
     query_subset,
     rate,
     same_init_comparison,
-    table_view,
     transferability_table,
     victim_initialisation,
     watermark_results,
 )
 from encsteal.models import ProjectionHead, SmallConvNet
 from encsteal.stats import holm
+from encsteal.tables import NA, to_markdown
 from encsteal.victims import Victim, VictimConfig
 from encsteal.watermark import WatermarkConfig, WatermarkedVictim, WatermarkMLP
 
@@ -105,7 +116,10 @@ def test_build_models_and_table_on_small_models(tmp_path):
     assert list(fam.stolen) == holm(fam.p_value.tolist(), 0.05)
     outside = table[~table.family]
     assert (outside.stolen == outside.single).all()
-    assert list(table_view(table).columns)[-2:] == ["single", "stolen"]
+    shown = model_table(table)
+    assert list(shown.columns)[-2:] == ["stolen, single test", "stolen, Holm"] and len(shown) == len(table)
+    assert (shown.loc[outside.index, "stolen, Holm"] == NA).all()  # controls outside the family
+    to_markdown(shown)
 
 
 def test_transferability_table_flags_the_watermarked_encoder(tiny_watermark):
@@ -272,6 +286,53 @@ def test_the_detection_level_is_a_strict_lower_bound():
     assert judge_watermark(_results(stolen_flags=[True] * 14 + [False] * 6)).verdict == "partly reproduced"
 
 
+def _t95(values) -> tuple[float, float, float]:
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def _independent_accs(seeds=5) -> list[float]:
+    """The independent models of :func:`_rows`: 10 references, one other-data model, ``seeds`` copies of references."""
+    return [52.0 + 0.1 * i for i in range(10)] + [52.0] + [52.0 + 0.1 * s for s in range(seeds)]
+
+
+def test_every_verdict_carries_the_papers_words_and_our_numbers():
+    mean, low, high = _t95([65.0 + 0.3 * s for s in range(5)])  # the best cell (infonce, 250 first of the ties)
+    imean, ilow, ihigh = _t95(_independent_accs())
+    ours = (
+        f"copies {mean:.1f} % [{low:.1f}, {high:.1f}] (infonce, 250 q.), "
+        f"independent {imean:.1f} % [{ilow:.1f}, {ihigh:.1f}]; flagged: 20/20 copies, 0/16 indep."
+    )
+    assert judge_watermark(_results()).ours == ours
+    outcomes = [
+        _results(),  # reproduced
+        _results(independent_flags=[True] * 5 + [False] * 11),  # not reproduced
+        _results(stolen_flags=[False] * 20),  # partly
+        _results(seeds=2),  # not evaluated: thin
+        _results(victim=False),  # not evaluated: no watermark
+        {"alpha": 0.05, "rows": []},  # not evaluated: nothing scored
+    ]
+    verdicts = [judge_watermark(r) for r in outcomes]
+    assert [v.verdict for v in verdicts] == ["reproduced", "not reproduced", "partly reproduced"] + [
+        "not evaluated"
+    ] * 3
+    for v in verdicts:
+        assert v.paper == PAPER_SAYS and "no number published" in v.paper and "50 %" in v.paper
+        assert v.ours and v.ours != NA and len(v.ours) <= 120 and len(v.paper) <= 120
+    assert "5/16 indep." in verdicts[1].ours and "0/20 copies" in verdicts[2].ours
+    assert verdicts[-1].ours == "no models scored"
+
+
+def test_ours_summary_without_cells_or_independent_models():
+    one_seed = _rows(seeds=1)  # one copy per cell: no cell mean, the copies' plain mean instead
+    copies = [r["watermark_acc"] for r in one_seed if r["role"] == "stolen"]
+    cmean, clow, chigh = _t95(copies)
+    assert ours_summary(one_seed).startswith(f"copies {cmean:.1f} % [{clow:.1f}, {chigh:.1f}], independent")
+    alone = [r for r in _rows() if r["role"] not in INDEPENDENT_ROLES + ("stolen",)]
+    assert ours_summary(alone) == "no copies, no independent models; flagged: 0/0 copies, 0/0 indep."
+
+
 # ---- sentences, numbers, figure ----------------------------------------------------------------
 
 
@@ -283,7 +344,14 @@ def _full(**kw) -> dict:
 def test_sentences_follow_the_results():
     results = _full()
     text = conclusion_text(results, judge_watermark(results))
-    assert set(text) == {"wm_detection_text", "wm_fpr_text", "wm_same_init_text", "wm_lineage_text", "wm_verdict_text"}
+    assert set(text) == {
+        "wm_detection_text",
+        "wm_fpr_text",
+        "wm_same_init_text",
+        "wm_lineage_text",
+        "wm_paper_text",
+        "wm_verdict_text",
+    }
     assert (
         "20 of the 20 copies" in text["wm_detection_text"] and "mse at 250 queries: 5 of 5" in text["wm_detection_text"]
     )
@@ -339,3 +407,70 @@ def test_plot_marks_every_group_threshold_and_chance():
         assert [line.get_xdata()[0] for line in ax.get_lines()] == [58.0, 25.0]  # threshold, then chance
     finally:
         plt.close(fig)
+
+
+def test_reader_tables_fit_a_page():
+    results = _full()
+    groups = group_table(results["rows"])
+    assert groups.index.name == "group of models" and len(groups.columns) == 5
+    refs = groups.loc["references (leave-one-out)"]
+    mean, low, high = _t95([52.0 + 0.1 * i for i in range(10)])
+    assert refs["watermark accuracy (%)"] == f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+    assert refs["called stolen"] == "0 of 10" and refs["share called stolen (%)"] == "0 [0, 31]"
+    assert groups.loc["watermarked victim", "watermark accuracy (%)"] == "90.0"  # one model: its value alone
+    assert groups.loc["watermarked victim", "in Holm's family"] == "no"
+    models = model_table(pd.DataFrame(results["rows"]))
+    assert models.loc["c mse 250 0", "watermark accuracy (%)"] == "60.0 [1.0, 2.0]"  # the rows' Wilson bounds
+    assert models.loc["c mse 250 0", "p-value"] == "0.001" and models.loc["random 0", "stolen, Holm"] == NA
+    to_markdown(groups), to_markdown(models)
+
+
+def _wilson_rows() -> list[dict]:
+    """:func:`_rows` with each model's interval over the images: its accuracy +- 2 points."""
+    return [dict(r, ci_low=r["watermark_acc"] - 2, ci_high=r["watermark_acc"] + 2) for r in _rows()]
+
+
+def test_paper_vs_ours_points_group_the_models_the_claim_speaks_of():
+    pts = paper_vs_ours_points(_wilson_rows())
+    assert list(pts["side"]) == ["independent"] * 3 + ["stolen"] * 5 + ["victim"]
+    assert pts["label"].iloc[0] == "references (leave-one-out) (n=10)"
+    assert pts["label"].iloc[3] == "copies of the victim: mse, 250 queries (n=5)"
+    assert pts["label"].iloc[7] == "copies of the victim: mse, 250 queries, victim's init (n=5)"
+    refs = pts.iloc[0]
+    assert (refs["mean"], refs["low"], refs["high"]) == pytest.approx(_t95([52.0 + 0.1 * i for i in range(10)]))
+    victim = pts.iloc[-1]
+    assert (victim["mean"], victim["low"], victim["high"], victim["interval"]) == (90.0, 88.0, 92.0, "Wilson")
+    assert not set(pts["role"]) & {"random", "initialisation", "same lineage"}  # controls are in the other figure
+
+
+def test_plot_paper_vs_ours_marks_the_papers_claim_and_our_intervals():
+    fig = plot_paper_vs_ours(_wilson_rows(), "binary")
+    try:
+        ax = fig.axes[0]
+        assert fig.get_figwidth() <= 9 and len(ax.get_yticks()) == 9
+        chance = [ln for ln in ax.get_lines() if ln.get_label().startswith(PAPER_CLAIM_INDEPENDENT)]
+        assert len(chance) == 1 and chance[0].get_xdata()[0] == 50.0
+        shaded = [c for c in ax.collections if c.get_label() == PAPER_CLAIM_STOLEN]
+        (x0, y0), (x1, y1) = shaded[0].get_paths()[0].get_extents().get_points()
+        assert (x0, x1) == (50.0, 100.0) and (y0, y1) == pytest.approx((2.55, 7.45))  # the copies' rows 3-7
+        assert any("ours: mean, 95 % interval" == t.get_text() for t in fig.legends[0].get_texts())
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="No independent models"):
+        plot_paper_vs_ours([r for r in _rows() if r["role"] in ("random", "same lineage")])
+
+
+def test_paper_text_places_the_independent_models_against_chance():
+    text = paper_text(_rows())
+    assert text.startswith("The paper published no transferability numbers")
+    mean, low, high = _t95(_independent_accs())
+    assert f"the 16 independent models average {mean:.1f} % (95 % CI {low:.1f}-{high:.1f}), above chance" in text
+    assert "from 62.0 % (mse, 250 queries) to 65.6 % (infonce, 250 queries)" in text
+    near = [
+        dict(r, watermark_acc=49.0 + (i % 3)) if r["role"] in INDEPENDENT_ROLES else r for i, r in enumerate(_rows())
+    ]
+    assert "consistent with chance" in paper_text(near)
+    assert "about chance (25 %)" in paper_text(_rows(), task="four_way")
+    assert paper_text(_rows(copy_acc=55.0, seeds=1) + _rows(copy_acc=55.0, seeds=1)).endswith(
+        "every cell of copies averages 55.0 %."
+    )
