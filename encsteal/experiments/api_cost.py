@@ -895,18 +895,13 @@ def reader_tables(ch: ApiCostChapter) -> dict[str, pd.DataFrame]:
                 }
             )
     out["margins"] = pd.DataFrame(rows).set_index("task")
-    cv = ch.curves
-    outputs = list(dict.fromkeys(cv.output))
+    cv = _ordered(ch.curves)
+    budgets = {int(b): f"{int(b):,} queries" for b in sorted(cv.budget.unique())}
     rows = []
-    for (task, budget), g in cv.groupby(["task", "budget"], sort=True):
-        cells = {r.output: tables.interval(r.mean, r.low, r.high) for r in g.itertuples()}
-        rows.append({"task": task, "queries": f"{int(budget):,}", **{o: cells.get(o, tables.NA) for o in outputs}})
-    order = {t: i for i, t in enumerate(dict.fromkeys(cv.task))}
-    out["accuracy"] = (
-        pd.DataFrame(rows, columns=["task", "queries", *outputs])
-        .sort_values("task", key=lambda t: t.map(order), kind="stable")
-        .set_index("task")
-    )
+    for (task, output), g in cv.groupby(["task", "output"], sort=False):
+        cells = {budgets[int(r.budget)]: tables.interval(r.mean, r.low, r.high) for r in g.itertuples()}
+        rows.append({"task": task, "output": output, **{c: cells.get(c, tables.NA) for c in budgets.values()}})
+    out["accuracy"] = pd.DataFrame(rows, columns=["task", "output", *budgets.values()]).set_index("task")
     summary = leakage_summary(ch.scores)
     out["scores"] = pd.DataFrame(
         {
@@ -955,15 +950,17 @@ def reader_tables(ch: ApiCostChapter) -> dict[str, pd.DataFrame]:
     out["hours_api"] = tables.for_readers(
         h[["API answers (once)", "API answers (re-query)", "provider hours (once)", "provider hours (re-query)"]], 1
     )
-    be = ch.break_even.set_index("setup")
-    be = be.rename(
-        columns={
-            "compute_per_hour": "compute (USD/hour)",
-            "break-even API price per 1k": "break-even API price (USD per 1k)",
-            f"{FAR_LESS:g}x cheaper below (per 1k)": f"{FAR_LESS:g}x cheaper below (USD per 1k)",
-        }
-    )
-    out["break_even"] = be.apply(lambda col: col.map(_sig) if col.dtype.kind == "f" else col.astype(str))
+    be = ch.break_even
+    short = {cost.ACCOUNTING[False]: "once", cost.ACCOUNTING[True]: "re-query"}
+    rows = []
+    for (setup, c), g in be.groupby(["setup", "compute_per_hour"], sort=False):
+        row: dict[str, str] = {"setup": setup, "compute (USD/hour)": f"{c:g}"}
+        for r in g.to_dict(orient="records"):
+            what = short[r["accounting"]]
+            row[f"break-even, {what}"] = _sig(r["break-even API price per 1k"])
+            row[f"{FAR_LESS:g}x cheaper below, {what}"] = _sig(r[f"{FAR_LESS:g}x cheaper below (per 1k)"])
+        rows.append(row)
+    out["break_even"] = pd.DataFrame(rows).set_index("setup")
     q = ch.quoted[["usd", "relation", "source", "checked"]].rename(columns={"usd": "USD"})
     q["USD"] = q["USD"].map(lambda v: f"{v:,.2f}")
     out["quoted"] = q

@@ -452,15 +452,28 @@ def test_reader_tables_have_no_nan_and_fit_the_text_column():
     assert list(shown["fidelity"].output.unique()) == ["representation"]
     assert "[" in shown["fidelity"].cosine.iloc[0] or shown["fidelity"].cosine.iloc[0] == "0.500"
     assert shown["machine"].loc["cuda", "value"] == "none"
+    be = shown["break_even"]
+    assert list(be.columns) == [
+        "compute (USD/hour)",
+        "break-even, once",
+        "10x cheaper below, once",
+        "break-even, re-query",
+        "10x cheaper below, re-query",
+    ]
+    assert len(be) == 3  # one row per setup and compute price (one compute price here)
+    price = cost.api_price_for_ratio(
+        cost.PAPER_SETUPS[0], cost.throughputs(_throughput(stealing=0.5))["resnet34"], 0.01, 1.0
+    )
+    assert be["break-even, once"].iloc[0] == f"{price:,.3g}"
 
 
-def test_accuracy_table_has_one_column_per_output_and_one_row_per_budget():
+def test_accuracy_table_has_one_row_per_output_and_one_column_per_budget():
     grid = pd.DataFrame(
         [
             {"task": "t", "output": o, "seed": s, "budget": b, "few_label": acc + s}
             for s in (0, 1, 2)
-            for o, acc in (("representation", 40.0), ("label", 30.0))
-            for b in (100, 1000)
+            for o, acc in (("label", 30.0), ("representation", 40.0))
+            for b in (1000, 100)
             if not (o == "label" and b == 1000)
         ]
     )
@@ -470,11 +483,11 @@ def test_accuracy_table_has_one_column_per_output_and_one_row_per_budget():
     ch = synthetic_chapter()
     ch.curves = api_cost.curve_table(grid, margins)
     table = ch.reader_tables()["accuracy"]
-    assert list(table.columns) == ["queries", "representation", "label"]
-    assert table.queries.tolist() == ["100", "1,000"]
+    assert list(table.columns) == ["output", "100 queries", "1,000 queries"]
+    assert table.output.tolist() == ["representation", "label"]  # in the order of api_cost.OUTPUTS
     half = stats.t.ppf(0.975, 2) * np.std([40.0, 41.0, 42.0], ddof=1) / np.sqrt(3)
-    assert table.representation.iloc[0] == f"41.0 [{41 - half:.1f}, {41 + half:.1f}]"
-    assert table.label.iloc[1] == "n/a"  # the label API was not stolen at 1,000 queries
+    assert table["100 queries"].iloc[0] == f"41.0 [{41 - half:.1f}, {41 + half:.1f}]"
+    assert table["1,000 queries"].iloc[1] == "n/a"  # the label API was not stolen at 1,000 queries
 
 
 def test_leakage_summary_matches_a_t_interval_over_seeds():
