@@ -206,7 +206,7 @@ def headline_text(table: pd.DataFrame) -> dict[str, str]:
         f"is {ratio:.2f} times as fast as re-querying the victim every epoch as the official code does"
         if ratio >= 1
         else f"was not faster here than re-querying the victim every epoch as the official code does ({ratio:.2f} "
-        "times its speed: the victim's forward passes are cheap next to the copy's training step at this size)"
+        "times its speed, one measurement each on a shared machine)"
     )
     return {
         "performance_steal_text": f"Answering each query once and reusing the answers {speed}; it also pays "

@@ -674,15 +674,20 @@ def cost_ours(once: pd.DataFrame, factor: float = FAR_LESS) -> str:
     )
 
 
+def _times(value: float) -> str:
+    """A cost ratio for a sentence: two significant digits under 10 (0.046, 2.3), whole above."""
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
 def _ratio(value: float) -> str:
-    return f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
+    return f"{_times(value)}x"
 
 
 def cost_evidence(results_cost: Mapping, once: pd.DataFrame, again: pd.DataFrame) -> str:
     c = results_cost
     tps = cost.throughputs(c["throughput"])
     parts = [
-        f"{s}: training/stealing {g.train_over_steal.min():.1f}x to {g.train_over_steal.max():.1f}x, "
+        f"{s}: training/stealing {_ratio(g.train_over_steal.min())} to {_ratio(g.train_over_steal.max())}, "
         f"{int((g.train_over_steal >= FAR_LESS).sum())} of {len(g)} price points at least {FAR_LESS:g}x"
         for s, g in once.groupby("setup", sort=False)
     ]
@@ -729,7 +734,7 @@ def cost_sentences(results_cost: Mapping) -> dict[str, str]:
     detail = (
         f" The least favourable point is {worst.setup} at {worst.compute_per_hour:g} USD per compute hour and "
         f"{worst.api_per_1k:g} USD per 1,000 queries: training {worst.train_usd:,.0f} USD, stealing "
-        f"{worst.steal_usd:,.0f} USD (ratio {worst.train_over_steal:.1f})."
+        f"{worst.steal_usd:,.0f} USD (ratio {_times(worst.train_over_steal)})."
         if worst is not None
         else ""
     )
@@ -948,7 +953,7 @@ def reader_tables(ch: ApiCostChapter) -> dict[str, pd.DataFrame]:
         h[["training passes", "stealing passes", "passes ratio", "training hours", "stealing hours", "hours ratio"]], 1
     )
     out["hours_api"] = tables.for_readers(
-        h[["API answers (once)", "API answers (re-query)", "provider hours (once)", "provider hours (re-query)"]], 1
+        h[["API answers (once)", "API answers (re-query)", "provider hours (once)", "provider hours (re-query)"]], 2
     )
     be = ch.break_even
     short = {cost.ACCOUNTING[False]: "once", cost.ACCOUNTING[True]: "re-query"}

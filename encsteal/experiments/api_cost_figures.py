@@ -96,7 +96,7 @@ def leakage_vs_size_figure(summary: pd.DataFrame, sizes: Mapping[str, int], judg
     if shown.empty:
         raise ValueError(f"leakage_vs_size_figure: no output of {sorted(sizes)} in the summary.")
     fig, (top, ax) = plt.subplots(
-        2, 1, figsize=(WIDTH, 5.4), sharex=True, gridspec_kw={"height_ratios": [1.25, 2.4], "hspace": 0.04}
+        2, 1, figsize=(WIDTH, 5.8), sharex=True, gridspec_kw={"height_ratios": [1.5, 2.4], "hspace": 0.04}
     )
     tasks = list(dict.fromkeys(shown.task))
     nudges = np.exp(np.linspace(-0.08, 0.08, len(tasks))) if len(tasks) > 1 else [1.0]
@@ -122,13 +122,13 @@ def leakage_vs_size_figure(summary: pd.DataFrame, sizes: Mapping[str, int], judg
         for panel in (top, ax):
             panel.axvline(value, color=PAPER_COLOUR, ls="--", lw=0.9, alpha=0.7)
         label = textwrap.fill(f"{name} ({value})", 24)
-        top.text(value * 0.96, 0.03, label, rotation=90, va="bottom", ha="right", fontsize=7, color=PAPER_COLOUR)
+        top.text(value * 0.96, 0.03, label, rotation=90, va="bottom", ha="right", fontsize=8, color=PAPER_COLOUR)
     top.set_ylim(0, 1)
     top.set_yticks([])
     top.grid(False)
     top.set_ylabel("paper: its models\n(its text; no\nleakage number)", fontsize=8)
     ax.set_xscale("log")
-    ax.set_xticks(ticks, ["\n".join([str(v)] + [o for o, s in ours.items() if s == v]) for v in ticks], fontsize=8)
+    ax.set_xticks(ticks, ["\n".join([str(v)] + [o for o, s in ours.items() if s == v]) for v in ticks], fontsize=9)
     ax.minorticks_off()
     ax.axhline(0.0, color="grey", ls=":", lw=1.2)
     ax.axhline(1.0, color="black", ls="--", lw=1)
@@ -138,8 +138,8 @@ def leakage_vs_size_figure(summary: pd.DataFrame, sizes: Mapping[str, int], judg
     handles, labels = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="black", ls="--", lw=1), Line2D([], [], color="grey", ls=":", lw=1.2)]
     labels += ["victim (share 1)", "random-init encoder (share 0)"]
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.01))
-    fig.subplots_adjust(bottom=0.2, top=0.98, left=0.11, right=0.98)
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9, bbox_to_anchor=(0.5, -0.01))
+    fig.subplots_adjust(bottom=0.22, top=0.98, left=0.11, right=0.98)
     return fig
 
 
@@ -177,7 +177,7 @@ def cost_ratio_figure(grid: pd.DataFrame, factor: float = FAR_LESS) -> Figure:
     handles += [Line2D([], [], color="black", ls="--", lw=1), Line2D([], [], color="grey", ls=":", lw=1.2)]
     labels = setups + [f"compute {c:g} USD/hour" for c in computes]
     labels += [f"stealing {factor:g}x cheaper", "break-even"]
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.01))
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=9, bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.2, 1, 1))
     return fig
 
@@ -201,7 +201,7 @@ def cost_paper_vs_ours_figure(grid: pd.DataFrame, quoted_ratio: float, factor: f
         ms=8,
         color=PAPER_COLOUR,
         ls="none",
-        label="paper: figures quoted on the authors' blog (citing SSLGuard)",
+        label="paper: quoted on the authors' blog (citing SSLGuard)",
     )
     ax.annotate(
         f"{quoted_ratio:.0f}x",
@@ -210,7 +210,7 @@ def cost_paper_vs_ours_figure(grid: pd.DataFrame, quoted_ratio: float, factor: f
         textcoords="offset points",
         ha="right",
         va="center",
-        fontsize=8,
+        fontsize=9,
         color=PAPER_COLOUR,
     )
     for k, (setup, accounting) in enumerate(rows, start=1):
@@ -230,18 +230,17 @@ def cost_paper_vs_ours_figure(grid: pd.DataFrame, quoted_ratio: float, factor: f
             ms=3.5,
             color="white",
             mec=OURS_COLOUR,
-            label="ours: one (compute price, API price) point" if k == 1 else None,
+            label="ours: one point of the price grid" if k == 1 else None,
         )
     ax.axvline(factor, ls="--", color="black", lw=1)
     ax.axvline(1.0, ls=":", color="grey", lw=1.2)
     ax.set_xscale("log")
     labels = ["paper (quoted)"] + [f"{s}\n{a}" for s, a in rows]
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, labels, fontsize=9)
     ax.set_xlabel(f"training cost / stealing cost (log scale; dashed: {factor:g}x, dotted: break-even)")
-    ax.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.22 - 0.6 / (len(rows) + 1)), ncol=2, frameon=False, fontsize=8
-    )
-    fig.tight_layout()
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, frameon=False, fontsize=9, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.8 / fig.get_size_inches()[1], 1, 1))
     return fig
 
 

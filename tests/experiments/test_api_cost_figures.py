@@ -28,7 +28,9 @@ def _close():
 
 
 def _fits(fig):
+    """Not wider than the text column, labels and legends included (what ``savefig.bbox: tight`` keeps)."""
     assert fig.get_size_inches()[0] <= figures.WIDTH
+    assert fig.get_tightbbox(fig.canvas.get_renderer()).width <= figures.WIDTH + 0.05
 
 
 def test_curves_figure_draws_each_outputs_means_and_the_victim(ch):
