@@ -8,10 +8,12 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
+from encsteal import tables
 from encsteal.api import EncoderAPI
 from encsteal.attack import StealConfig, steal
 from encsteal.cache import ResultCache
@@ -19,6 +21,9 @@ from encsteal.data import load, role_splits
 from encsteal.models import SmallConvNet, build_encoder
 from encsteal.probe import extract_features, probe_features
 from encsteal.victims import VictimConfig, fit_victim
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def machine() -> dict[str, object]:
@@ -115,9 +120,12 @@ def efficientnet_forward(sizes: tuple[int, ...] = (32, 64), batch: int = 64) -> 
     return rows
 
 
-def machine_table() -> pd.DataFrame:
-    """:func:`machine` as a one-column table."""
-    return pd.Series(machine(), name="value").to_frame()
+def machine_table(info: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """:func:`machine` (or ``info``) as a one-column table for readers: rows named, "none" where
+    there is nothing (no CUDA device)."""
+    info = machine() if info is None else info
+    values = {k: "none" if v is None else v for k, v in info.items()}
+    return pd.Series(values, name="value", dtype=object).rename_axis("machine").to_frame()
 
 
 def chapter_table(victim_images: int, queries: int, steal_epochs: int) -> pd.DataFrame:
@@ -131,11 +139,79 @@ def chapter_table(victim_images: int, queries: int, steal_epochs: int) -> pd.Dat
     return pd.DataFrame(rows).set_index("what")
 
 
+def reader_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`chapter_table` for readers: images per second, seconds and queries billed per workload,
+    "n/a" where a workload has no such number (a probe fit has no images per second, only the
+    stealing runs bill queries)."""
+    missing = [c for c in ("images_per_s", "seconds") if c not in table]
+    if missing:
+        raise ValueError(f"reader_table needs the columns images_per_s and seconds (missing: {', '.join(missing)}).")
+    out = pd.DataFrame(index=table.index.rename("workload"))
+    out["images/s"] = [tables.number(v, 1) for v in table["images_per_s"]]
+    out["seconds"] = [tables.number(v, 2) for v in table["seconds"]]
+    queries = table["queries"] if "queries" in table else pd.Series(float("nan"), index=table.index)
+    out["queries billed"] = [tables.NA if tables.is_missing(v) else f"{int(v):,}" for v in queries]
+    return out
+
+
+def throughput_figure(table: pd.DataFrame, info: Mapping[str, object]) -> Figure:
+    """Images per second of every workload of :func:`chapter_table` that has one, as horizontal
+    bars (fastest at the top), titled with the machine (``info``: :func:`machine`)."""
+    speeds = table["images_per_s"].dropna().sort_values()
+    if speeds.empty:
+        raise ValueError("throughput_figure: no workload has an images-per-second figure.")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 0.9 + 0.32 * len(speeds)))
+    ax.barh(list(speeds.index), speeds.to_numpy(), color="#4c72b0")
+    ax.set_xlabel("images per second")
+    threads = info.get("threads")
+    ax.set_title(f"{info.get('processor', 'this machine')}, {threads} thread(s)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def build_times_reader(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`build_times_table` for readers: seconds per chapter, or one "n/a" row when this page
+    was not built by ``make book`` (no record)."""
+    if table.empty:
+        return pd.DataFrame({"seconds": [tables.NA]}, index=pd.Index(["no build record"], name="chapter"))
+    return pd.DataFrame(
+        {"seconds": [tables.number(float(v), 0) for v in table["seconds"]]},
+        index=table.index.rename("chapter"),
+    )
+
+
+def results(table: pd.DataFrame, info: Mapping[str, object], times: pd.DataFrame) -> dict[str, object]:
+    """What the performance appendix saves: the machine, every measurement and the build times."""
+    return {
+        "machine": dict(info),
+        "measurements": table.reset_index().to_dict(orient="records"),
+        "build_seconds": {str(k): float(v) for k, v in times["seconds"].items()},
+    }
+
+
 def headline(table: pd.DataFrame) -> dict[str, float]:
-    """How much faster answering each query once is than re-querying every epoch."""
+    """How much faster answering each query once is than re-querying every epoch (glue names of the
+    performance appendix)."""
     once = table.loc["steal, augment=none, query once", "images_per_s"]
     again = table.loc["steal, augment=none, re-query every epoch (official)", "images_per_s"]
-    return {"steal_ratio": float(once / again), "has_gpu": float(torch.cuda.is_available())}
+    return {"performance_steal_ratio": float(once / again), "performance_has_gpu": float(torch.cuda.is_available())}
+
+
+def headline_text(table: pd.DataFrame) -> dict[str, str]:
+    """The appendix's sentence on query-once vs re-query-every-epoch stealing, chosen from the measurement."""
+    ratio = headline(table)["performance_steal_ratio"]
+    speed = (
+        f"is {ratio:.2f} times as fast as re-querying the victim every epoch as the official code does"
+        if ratio >= 1
+        else f"was not faster here than re-querying the victim every epoch as the official code does ({ratio:.2f} "
+        "times its speed, one measurement each on a shared machine)"
+    )
+    return {
+        "performance_steal_text": f"Answering each query once and reusing the answers {speed}; it also pays "
+        "for each image once instead of once per epoch."
+    }
 
 
 # ---- the paper's architectures (chapter 1's cost model) -------------------------------------------
@@ -243,11 +319,17 @@ def machine_description() -> dict[str, object]:
 def build_times_table(load: Callable[[str], Mapping]) -> tuple[pd.DataFrame, dict[str, float]]:
     """How long each chapter took in the ``make book`` build that last executed it, from the
     builder's ``build_times`` record (``load`` is :meth:`encsteal.notebook.Chapter.load_results`),
-    and the totals. A chapter run outside a book build has no such record: an empty table."""
+    and the totals (glue names of the performance appendix). A chapter run outside a book build
+    has no such record: an empty table."""
     try:
         record = load("build_times")
     except FileNotFoundError:
-        return pd.DataFrame(columns=["seconds"]).rename_axis("chapter"), {"chapters_seconds": 0.0, "build_jobs": 0.0}
+        empty = pd.DataFrame(columns=["seconds"]).rename_axis("chapter")
+        return empty, {"performance_chapters_seconds": 0.0, "performance_build_jobs": 0.0}
     seconds = {name: s for name, s in record["seconds"].items() if s is not None}
     table = pd.Series(seconds, name="seconds").rename_axis("chapter").to_frame()
-    return table, {"chapters_seconds": float(record["wall_seconds"]), "build_jobs": float(record["jobs"])}
+    totals = {
+        "performance_chapters_seconds": float(record["wall_seconds"]),
+        "performance_build_jobs": float(record["jobs"]),
+    }
+    return table, totals

@@ -107,7 +107,7 @@ def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, ef
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tmp = job.target.with_suffix(".running.ipynb")
-    run_dir = results_dir if job.chapter in ("claims", "overview") else staging  # they read the others' results
+    run_dir = results_dir if job.chapter in LAST else staging  # the last pages read the others' results
     parameters = {"profile": profile, "results_dir": str(run_dir)} | ({"threads": threads} if threads else {})
     try:
         papermill.execute_notebook(
@@ -135,7 +135,11 @@ def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, ef
 
 def _check_stamps(results_dir: Path, run: str) -> None:
     """Every chapter result this build will judge carries the build's stamp, else say which to rebuild."""
-    stale = [p.stem for p in sorted(results_dir.glob("*.json")) if json.loads(p.read_text()).get("stamp") != run]
+    stale = [
+        p.stem
+        for p in sorted(results_dir.glob("*.json"))
+        if p.stem not in LAST and json.loads(p.read_text()).get("stamp") != run  # the last pages: judged by none
+    ]
     if stale:
         raise RuntimeError(
             f"The results of {', '.join(stale)} in {results_dir} do not come from this build's code "

@@ -29,6 +29,7 @@ prices; "far less" means at least :data:`FAR_LESS` times cheaper; the rules: :fu
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -235,7 +236,8 @@ def leakage_grid(
     ]
     queries = {s: seed_queries(pool, s, max(budgets)) for s in seeds}
     rows = []
-    for s, name, b in tqdm(plan, desc="leakage", disable=len(plan) < 2):
+    quiet = len(plan) < 2 or not sys.stderr.isatty()  # no progress bar on a page
+    for s, name, b in tqdm(plan, desc="leakage", disable=quiet):
         api = menu[name]
         config = StealConfig(loss="mse", epochs=epochs, batch_size=batch_size, lr=lr, seed=s)
         result = steal(api, queries[s].subset(torch.arange(b)), config, device=device, progress=False)
@@ -387,12 +389,39 @@ def judge_leakage(results: Mapping) -> Verdict:
     claim = "Self-supervised APIs (representations) leak more per query than supervised APIs (labels, scores)."
     leak = results["leakage"]
     margin_table, scores = pd.DataFrame(leak["margins"]), pd.DataFrame(leak["scores"])
+    paper = paper_leakage_words()
     if margin_table.empty or scores.empty:
-        return Verdict(claim, "no leakage results were measured", "not evaluated")
+        return Verdict(claim, "no leakage results were measured", "not evaluated", paper, "no leakage measured")
     tasks = judged_tasks(margin_table)
     table = compare(scores, tasks)
     verdict = leakage_outcome(table, tasks)
-    return Verdict(claim, leakage_evidence(margin_table, table, tasks, leak.get("budgets", [])), verdict)
+    evidence = leakage_evidence(margin_table, table, tasks, leak.get("budgets", []))
+    return Verdict(claim, evidence, verdict, paper, leakage_ours(margin_table, table, tasks))
+
+
+def paper_leakage_words() -> str:
+    """What the paper says on leakage (it published no number): representations of the sizes it
+    names (:data:`encsteal.paper_tables.API_DIMENSIONS`) leak more than labels or scores."""
+    dims = paper_tables.API_DIMENSIONS
+    reps = sorted({v for k, v in dims.items() if "representation" in k}, reverse=True)
+    scores = sorted({v for k, v in dims.items() if "classifier" in k})
+    return (
+        f"no number published; representations ({'/'.join(map(str, reps))} values) said to leak more "
+        f"than labels or scores ({'/'.join(map(str, scores))})"
+    )
+
+
+def leakage_ours(margin_table: pd.DataFrame, comparisons: pd.DataFrame, tasks: Sequence[str]) -> str:
+    """Our number for the paper at a glance: on each judged task, the representation copy's
+    log-budget AUC minus the label copy's (points, 95 % interval over seeds); without a judged
+    task, the victim's margins that kept every task out."""
+    if not tasks:
+        mean = margin_table.groupby("task", sort=False)[f"margin_{METRIC}"].mean()
+        margins = ", ".join(f"{t} {v:+.1f}" for t, v in mean.items())
+        return f"no task judged: victim's few-label margin under {MIN_MARGIN:.0f} points ({margins})"
+    rows = comparisons[(comparisons["first"] == "representation") & (comparisons["second"] == "label")]
+    parts = [f"{r.task} {r.difference:+.1f} [{r.low:.1f}, {r.high:.1f}]" for r in rows.itertuples()]
+    return "representation minus label, log-budget AUC (points): " + "; ".join(parts)
 
 
 def leakage_evidence(margin_table: pd.DataFrame, comparisons: pd.DataFrame, tasks: Sequence[str], budgets) -> str:
@@ -607,20 +636,58 @@ def judge_cost(results: Mapping) -> Verdict:
     at none. The re-query-every-epoch accounting is reported in the evidence, not judged."""
     claim = "Stealing an encoder costs far less than training it."
     c = results.get("cost") or {}
+    paper = paper_cost_words()
     if not c.get("throughput") or not c.get("setups") or not c.get("compute_prices") or not c.get("api_prices"):
-        return Verdict(claim, "no throughput or price range was measured", "not evaluated")
+        return Verdict(
+            claim, "no throughput or price range was measured", "not evaluated", paper, "no throughput measured"
+        )
     grid = cost_grid(c)
     once = grid[grid.accounting == cost.ACCOUNTING[False]]
     again = grid[grid.accounting == cost.ACCOUNTING[True]]
     verdict = cost_outcome(once.train_over_steal.tolist())
-    return Verdict(claim, cost_evidence(c, once, again), verdict)
+    return Verdict(claim, cost_evidence(c, once, again), verdict, paper, cost_ours(once))
+
+
+def quoted_ratio() -> float:
+    """Training over stealing cost in the figures quoted around the paper
+    (:func:`encsteal.paper_tables.cost_figures`)."""
+    quoted = paper_tables.cost_figures().set_index("item")["usd"]
+    return float(quoted["training a ResNet-50 SSL encoder"] / quoted["stealing such an encoder"])
+
+
+def paper_cost_words() -> str:
+    """The paper's cost figures for the paper at a glance (quoted on the authors' blog, citing SSLGuard)."""
+    quoted = paper_tables.cost_figures().set_index("item")["usd"]
+    return (
+        f"training USD {quoted['training a ResNet-50 SSL encoder']:,.2f} vs stealing USD "
+        f"{quoted['stealing such an encoder']:,.2f} (blog, citing SSLGuard): {quoted_ratio():.0f}x"
+    )
+
+
+def cost_ours(once: pd.DataFrame, factor: float = FAR_LESS) -> str:
+    """Our range of training/stealing cost ratios over the setups and the price grid (each query
+    billed once): a range over assumed prices, not a confidence interval."""
+    r = once.train_over_steal
+    return (
+        f"training/stealing {_ratio(r.min())} to {_ratio(r.max())} over the price range (query once); "
+        f">= {factor:g}x at {int((r >= factor).sum())} of {len(r)} points"
+    )
+
+
+def _times(value: float) -> str:
+    """A cost ratio for a sentence: two significant digits under 10 (0.046, 2.3), whole above."""
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+def _ratio(value: float) -> str:
+    return f"{_times(value)}x"
 
 
 def cost_evidence(results_cost: Mapping, once: pd.DataFrame, again: pd.DataFrame) -> str:
     c = results_cost
     tps = cost.throughputs(c["throughput"])
     parts = [
-        f"{s}: training/stealing {g.train_over_steal.min():.1f}x to {g.train_over_steal.max():.1f}x, "
+        f"{s}: training/stealing {_ratio(g.train_over_steal.min())} to {_ratio(g.train_over_steal.max())}, "
         f"{int((g.train_over_steal >= FAR_LESS).sum())} of {len(g)} price points at least {FAR_LESS:g}x"
         for s, g in once.groupby("setup", sort=False)
     ]
@@ -667,7 +734,7 @@ def cost_sentences(results_cost: Mapping) -> dict[str, str]:
     detail = (
         f" The least favourable point is {worst.setup} at {worst.compute_per_hour:g} USD per compute hour and "
         f"{worst.api_per_1k:g} USD per 1,000 queries: training {worst.train_usd:,.0f} USD, stealing "
-        f"{worst.steal_usd:,.0f} USD (ratio {worst.train_over_steal:.1f})."
+        f"{worst.steal_usd:,.0f} USD (ratio {_times(worst.train_over_steal)})."
         if worst is not None
         else ""
     )
@@ -687,8 +754,7 @@ def cost_sentences(results_cost: Mapping) -> dict[str, str]:
         f"Over compute prices from {lo:g} to {hi:g} USD per hour, stealing costs more than training once the API "
         "charges more than (per 1,000 queries): " + "; ".join(ranges) + "."
     )
-    quoted = paper_tables.cost_figures().set_index("item")["usd"]
-    ratio = quoted["training a ResNet-50 SSL encoder"] / quoted["stealing such an encoder"]
+    ratio = quoted_ratio()
     quoted_text = (
         f"The figures quoted around the paper (authors' blog, citing SSLGuard; not verified there) put training "
         f"at {ratio:.0f} times the cost of stealing."
@@ -748,7 +814,8 @@ class ApiCostChapter:
 
     def reader_tables(self) -> dict[str, pd.DataFrame]:
         """The tables the chapter shows, formatted for readers (:mod:`encsteal.tables`): means with
-        their 95 % intervals in one cell, n/a instead of NaN, at most a text column wide."""
+        their 95 % intervals in one cell, n/a instead of NaN, at most a text column wide, keyed by
+        names the page glues them under (prefixed ``api_cost_``)."""
         return reader_tables(self)
 
 
@@ -766,17 +833,54 @@ def _iv(values: pd.Series, digits: int = 1) -> str:
     return tables.interval(iv.mean, iv.low, iv.high, digits)
 
 
+def _p_value(value: float) -> str:
+    return tables.NA if tables.is_missing(value) else f"{value:.3f}"
+
+
+def leakage_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per task and output (in :data:`OUTPUTS` order, then the SSL API and the random-init
+    encoder): the statistic (log-budget AUC, %) and the share of the victim's margin it recovers,
+    each as mean and 95 % interval over seeds (``low``/``high`` NaN with a single seed)."""
+    rows = []
+    for (task, output), g in _ordered(scores).groupby(["task", "output"], sort=False):
+        auc, share = interval_row(g.auc.tolist()), interval_row(g.share.dropna().tolist())
+        rows.append(
+            {
+                "task": task,
+                "output": output,
+                "auc": auc["mean"],
+                "auc low": auc["low"],
+                "auc high": auc["high"],
+                "share": share["mean"],
+                "share low": share["low"],
+                "share high": share["high"],
+                "seeds": g.seed.nunique(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def values_per_answer(outputs: pd.DataFrame) -> pd.Series:
+    """Numbers one answer of each API carries (from :func:`outputs_table`): the values it returns,
+    but for the top-k API its non-zero scores (the others are set to 0)."""
+    sizes = outputs["values returned"].astype(int).copy()
+    if "topk" in sizes.index:
+        sizes["topk"] = int(outputs.loc["topk", "non-zero values"])
+    return sizes.rename("values per answer")
+
+
+def paper_outputs_table() -> pd.DataFrame:
+    """The output sizes the paper contrasts (:data:`encsteal.paper_tables.API_DIMENSIONS`), for readers."""
+    table = paper_tables.api_dimensions().rename(columns=lambda c: "values per answer")
+    return tables.for_readers(table, 0, "output of the paper's models")
+
+
 def reader_tables(ch: ApiCostChapter) -> dict[str, pd.DataFrame]:
-    """See :meth:`ApiCostChapter.reader_tables`."""
+    """See :meth:`ApiCostChapter.reader_tables`. Each table has one named index (the other keys
+    are leading columns), at most :data:`encsteal.tables.MAX_COLUMNS` data columns and no missing cell."""
     out: dict[str, pd.DataFrame] = {}
     out["outputs"] = tables.for_readers(ch.outputs, 0, "API")
-    per_seed = ch.margins.set_index(["task", "seed"])[
-        ["victim_probe", "random_probe", "margin_probe", "victim_few_label", "random_few_label", "margin_few_label"]
-    ]
-    per_seed.columns = pd.MultiIndex.from_product(
-        [["linear probe (all labels)", "few-label probe"], ["victim", "random-init", "margin"]]
-    )
-    out["margins per seed"] = tables.for_readers(per_seed, 1)
+    out["paper_outputs"] = paper_outputs_table()
     rows = []
     for task, g in ch.margins.groupby("task", sort=False):
         for probe, name in (("probe", "linear probe (all labels)"), ("few_label", "few-label probe")):
@@ -789,61 +893,81 @@ def reader_tables(ch: ApiCostChapter) -> dict[str, pd.DataFrame]:
                 {
                     "task": task,
                     "probe": name,
-                    "victim": _iv(g[f"victim_{probe}"]),
-                    "random-init": _iv(g[f"random_{probe}"]),
+                    "victim (%)": _iv(g[f"victim_{probe}"]),
+                    "random-init (%)": _iv(g[f"random_{probe}"]),
                     "margin (points)": _iv(g[f"margin_{probe}"]),
                     "judged": judged,
                 }
             )
-    out["margins"] = pd.DataFrame(rows).set_index(["task", "probe"])
-    sc = _ordered(ch.scores)
+    out["margins"] = pd.DataFrame(rows).set_index("task")
+    cv = _ordered(ch.curves)
+    budgets = {int(b): f"{int(b):,} queries" for b in sorted(cv.budget.unique())}
+    rows = []
+    for (task, output), g in cv.groupby(["task", "output"], sort=False):
+        cells = {budgets[int(r.budget)]: tables.interval(r.mean, r.low, r.high) for r in g.itertuples()}
+        rows.append({"task": task, "output": output, **{c: cells.get(c, tables.NA) for c in budgets.values()}})
+    out["accuracy"] = pd.DataFrame(rows, columns=["task", "output", *budgets.values()]).set_index("task")
+    summary = leakage_summary(ch.scores)
     out["scores"] = pd.DataFrame(
         {
-            "log-budget AUC (%)": sc.groupby(["task", "output"], sort=False, observed=True).auc.apply(_iv),
-            "share of margin": sc.groupby(["task", "output"], sort=False, observed=True).share.apply(
-                lambda v: _iv(v, 2)
-            ),
-            "seeds": sc.groupby(["task", "output"], sort=False, observed=True).seed.nunique().astype(str),
+            "task": summary.task,
+            "output": summary.output,
+            "log-budget AUC (%)": [tables.interval(*v) for v in summary[["auc", "auc low", "auc high"]].to_numpy()],
+            "share of margin": [
+                tables.interval(*v, digits=2) for v in summary[["share", "share low", "share high"]].to_numpy()
+            ],
+            "seeds": summary.seeds.astype(str),
         }
-    )
-    cv = ch.curves.copy()
-    cv["few-label (%)"] = [tables.interval(m, lo, hi) for m, lo, hi in zip(cv["mean"], cv["low"], cv["high"])]
-    if "share" in cv:
-        cv["share of margin"] = [
-            tables.interval(m, lo, hi, 2) for m, lo, hi in zip(cv["share"], cv["share low"], cv["share high"])
-        ]
-    out["curves"] = cv.rename(columns={"budget": "queries"}).set_index(["task", "output", "queries"])[
-        [c for c in ("few-label (%)", "share of margin") if c in cv]
-    ]
+    ).set_index("task")
     cp = ch.comparisons
     out["comparisons"] = pd.DataFrame(
         {
             "task": [t if j else f"{t} (not judged)" for t, j in zip(cp.task, cp.get("judged", [True] * len(cp)))],
             "comparison": cp.comparison.str.replace(" - ", " minus "),
             "difference (points)": [tables.interval(m, lo, hi) for m, lo, hi in zip(cp.difference, cp.low, cp.high)],
-            "p (paired t)": [f"{v:.3f}" for v in cp.p],
+            "p (paired t)": [_p_value(v) for v in cp.p],
             "Holm rejects": ["yes" if r else "no" for r in cp.holm_rejected],
             "outcome": cp.outcome,
         }
-    ).set_index(["task", "comparison"])
-    fid = ch.fidelity.copy()
-    fid.index = fid.index.set_names(["task", "output", "queries"])
-    out["fidelity"] = tables.for_readers(fid.rename(columns={"cka": "CKA"}), 3)
-    tp = ch.throughput.set_index(["arch", "workload"])[["image_size", "batch", "steps", "seconds", "images_per_s"]]
-    tp.columns = ["input (px)", "batch", "timed steps", "seconds", "images/s"]
-    out["throughput"] = tables.for_readers(tp, 2)
+    ).set_index("task")
+    rep = ch.grid[ch.grid.output.isin(REPRESENTATIONS)] if len(ch.grid) else ch.grid
+    out["fidelity"] = pd.DataFrame(
+        [
+            {
+                "task": task,
+                "output": output,
+                "queries": f"{int(budget):,}",
+                "cosine": _iv(g.cosine, 3),
+                "CKA": _iv(g.cka, 3),
+            }
+            for (task, output, budget), g in _ordered(rep).groupby(["task", "output", "budget"], sort=False)
+        ]
+        if len(rep)
+        else [{"task": tables.NA, "output": tables.NA, "queries": tables.NA, "cosine": tables.NA, "CKA": tables.NA}]
+    ).set_index("task")
+    tp = ch.throughput.set_index("arch")[["workload", "image_size", "batch", "steps", "seconds", "images_per_s"]]
+    tp.columns = ["workload", "input (px)", "batch", "timed steps", "seconds", "images/s"]
+    out["throughput"] = tables.for_readers(tp, 2, "architecture")
     h = ch.hours
-    out["hours: compute"] = tables.for_readers(
+    out["hours_compute"] = tables.for_readers(
         h[["training passes", "stealing passes", "passes ratio", "training hours", "stealing hours", "hours ratio"]], 1
     )
-    out["hours: API answers"] = tables.for_readers(
-        h[["API answers (once)", "API answers (re-query)", "provider hours (once)", "provider hours (re-query)"]], 1
+    out["hours_api"] = tables.for_readers(
+        h[["API answers (once)", "API answers (re-query)", "provider hours (once)", "provider hours (re-query)"]], 2
     )
-    be = ch.break_even.set_index(["setup", "accounting", "compute_per_hour"])
-    be.index = be.index.set_names(["setup", "accounting", "compute (USD/hour)"])
-    out["break-even"] = be.apply(lambda col: col.map(_sig))
-    q = ch.quoted.copy()
-    q["usd"] = q["usd"].map(lambda v: f"{v:,.2f}")
+    be = ch.break_even
+    short = {cost.ACCOUNTING[False]: "once", cost.ACCOUNTING[True]: "re-query"}
+    rows = []
+    for (setup, c), g in be.groupby(["setup", "compute_per_hour"], sort=False):
+        row: dict[str, str] = {"setup": setup, "compute (USD/hour)": f"{c:g}"}
+        for r in g.to_dict(orient="records"):
+            what = short[r["accounting"]]
+            row[f"break-even, {what}"] = _sig(r["break-even API price per 1k"])
+            row[f"{FAR_LESS:g}x cheaper below, {what}"] = _sig(r[f"{FAR_LESS:g}x cheaper below (per 1k)"])
+        rows.append(row)
+    out["break_even"] = pd.DataFrame(rows).set_index("setup")
+    q = ch.quoted[["usd", "relation", "source", "checked"]].rename(columns={"usd": "USD"})
+    q["USD"] = q["USD"].map(lambda v: f"{v:,.2f}")
     out["quoted"] = q
     machine = {k: ("none" if v is None else v) for k, v in ch.saved["cost"]["machine"].items()}
     out["machine"] = tables.for_readers(pd.Series(machine, name="value").to_frame(), 2, "measured on")
@@ -931,6 +1055,8 @@ def run(p: Params) -> ApiCostChapter:
         "far_less": FAR_LESS,
         "min_margin": MIN_MARGIN,
     }
+    text = {f"api_cost_{k}": v for k, v in text.items()}  # glue names are unique across the book
+    values = {f"api_cost_{k}": v for k, v in values.items()}
     return ApiCostChapter(
         outputs,
         margin_table,

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from encsteal import cost
 from encsteal.data.imageset import ImageSet
@@ -75,6 +76,7 @@ def test_judge_leakage_every_outcome(means, margins, verdict):
     v = api_cost.judge_leakage(_leakage(means, margins))
     assert v.verdict == verdict
     assert "random-init encoder" in v.evidence
+    assert v.paper != "n/a" and v.ours != "n/a"  # the paper at a glance: filled on every path
 
 
 def test_judge_leakage_without_results_is_not_evaluated():
@@ -222,6 +224,7 @@ def _cost_results(throughput, compute=(0.01, 0.1), api=(0.0, 0.01)):
 def test_judge_cost_every_outcome(results, verdict):
     v = api_cost.judge_cost(results)
     assert v.verdict == verdict
+    assert v.paper != "n/a" and v.ours != "n/a"  # the paper at a glance: filled on every path
     if verdict != "not evaluated":
         assert "test CPU" in v.evidence and "Re-querying every epoch" in v.evidence
 
@@ -383,9 +386,9 @@ def test_cost_sentences_state_the_break_even_range_and_the_quoted_ratio():
     assert "79 times" in text["quoted_cost_text"]
 
 
-def test_reader_tables_have_no_nan_and_fit_the_text_column():
-    from encsteal import tables
-
+def synthetic_chapter() -> api_cost.ApiCostChapter:
+    """A chapter built from synthetic results (two tasks, one under the margin rule; a label copy
+    without cosine/CKA; a cost grid where 250K queries are never 10x cheaper): what the page shows."""
     res = _leakage({"mnistm": ORDERED, "photocrops": FLAT}, {"mnistm": 20, "photocrops": 4})
     margins, scores = pd.DataFrame(res["leakage"]["margins"]), pd.DataFrame(res["leakage"]["scores"])
     judged = api_cost.judged_tasks(margins)
@@ -400,9 +403,17 @@ def test_reader_tables_have_no_nan_and_fit_the_text_column():
     )
     grid.loc[grid.output == "label", ["cosine", "cka"]] = float("nan")
     c = _cost_results(_throughput(stealing=0.5), compute=(0.01,), api=(0.0, 1.0))["cost"]  # 250K: never 10x
-    c["machine"] = {"cpu": "test CPU", "threads": 1}
-    ch = api_cost.ApiCostChapter(
-        outputs=pd.DataFrame({"values returned": [256, 1]}, index=pd.Index(["representation", "label"], name="API")),
+    c["machine"] = {"cpu": "test CPU", "threads": 1, "cuda": None}
+    outputs = pd.DataFrame(
+        {
+            "values returned": [256, 10, 10, 1],
+            "non-zero values": [250, 10, 3, 1],
+            "bits per answer (at most)": [1, 2, 3, 4],
+        },
+        index=pd.Index(["representation", "probabilities", "topk", "label"], name="API"),
+    )
+    return api_cost.ApiCostChapter(
+        outputs=outputs,
         margins=margins,
         margin_summary=api_cost.margin_summary(margins, judged),
         grid=grid,
@@ -422,15 +433,127 @@ def test_reader_tables_have_no_nan_and_fit_the_text_column():
         values={},
         saved={"cost": c},
     )
-    shown = ch.reader_tables()
-    assert tables.NA in shown["break-even"].to_numpy()  # "not even with free queries"
+
+
+def test_reader_tables_have_no_nan_and_fit_the_text_column():
+    from encsteal import tables
+
+    shown = synthetic_chapter().reader_tables()
+    assert tables.NA in shown["break_even"].to_numpy()  # "not even with free queries"
     for name, table in shown.items():
-        cells = [str(v) for v in table.to_numpy().ravel()]
-        assert not any(v in ("nan", "NaN", "None", "<NA>") for v in cells), name
-        assert len(table.columns) <= tables.MAX_COLUMNS or name == "margins per seed", name
-    assert shown["margins"].loc[("photocrops", "few-label probe"), "judged"].startswith("no")
-    assert "[" in shown["scores"].loc[("mnistm", "representation"), "log-budget AUC (%)"]
-    assert list(shown["fidelity"].index.get_level_values("output").unique()) == ["representation"]
+        assert name.isidentifier(), name  # glued as api_cost_<name>
+        tables.check_for_readers(table)  # no missing cell, a named index, at most MAX_COLUMNS columns
+        assert not isinstance(table.index, pd.MultiIndex) and table.index.name, name
+        assert "('" not in tables.to_markdown(table), name  # no tuple labels on the page
+    margins = shown["margins"].reset_index().set_index(["task", "probe"])
+    assert margins.loc[("photocrops", "few-label probe"), "judged"].startswith("no")
+    scores = shown["scores"].reset_index().set_index(["task", "output"])
+    assert "[" in scores.loc[("mnistm", "representation"), "log-budget AUC (%)"]
+    assert list(shown["fidelity"].output.unique()) == ["representation"]
+    assert "[" in shown["fidelity"].cosine.iloc[0] or shown["fidelity"].cosine.iloc[0] == "0.500"
+    assert shown["machine"].loc["cuda", "value"] == "none"
+    be = shown["break_even"]
+    assert list(be.columns) == [
+        "compute (USD/hour)",
+        "break-even, once",
+        "10x cheaper below, once",
+        "break-even, re-query",
+        "10x cheaper below, re-query",
+    ]
+    assert len(be) == 3  # one row per setup and compute price (one compute price here)
+    price = cost.api_price_for_ratio(
+        cost.PAPER_SETUPS[0], cost.throughputs(_throughput(stealing=0.5))["resnet34"], 0.01, 1.0
+    )
+    assert be["break-even, once"].iloc[0] == f"{price:,.3g}"
+
+
+def test_accuracy_table_has_one_row_per_output_and_one_column_per_budget():
+    grid = pd.DataFrame(
+        [
+            {"task": "t", "output": o, "seed": s, "budget": b, "few_label": acc + s}
+            for s in (0, 1, 2)
+            for o, acc in (("label", 30.0), ("representation", 40.0))
+            for b in (1000, 100)
+            if not (o == "label" and b == 1000)
+        ]
+    )
+    margins = pd.DataFrame(
+        [{"task": "t", "seed": s, "victim_few_label": 60.0, "random_few_label": 20.0} for s in (0, 1, 2)]
+    )
+    ch = synthetic_chapter()
+    ch.curves = api_cost.curve_table(grid, margins)
+    table = ch.reader_tables()["accuracy"]
+    assert list(table.columns) == ["output", "100 queries", "1,000 queries"]
+    assert table.output.tolist() == ["representation", "label"]  # in the order of api_cost.OUTPUTS
+    half = stats.t.ppf(0.975, 2) * np.std([40.0, 41.0, 42.0], ddof=1) / np.sqrt(3)
+    assert table["100 queries"].iloc[0] == f"41.0 [{41 - half:.1f}, {41 + half:.1f}]"
+    assert table["1,000 queries"].iloc[1] == "n/a"  # the label API was not stolen at 1,000 queries
+
+
+def test_leakage_summary_matches_a_t_interval_over_seeds():
+    res = _leakage({"mnistm": ORDERED}, {"mnistm": 20})
+    scores = pd.DataFrame(res["leakage"]["scores"])
+    summary = api_cost.leakage_summary(scores).set_index("output")
+    assert list(summary.index) == [*api_cost.OUTPUTS, api_cost.RANDOM]
+    share = scores[scores.output == "label"].share.to_numpy()
+    half = stats.t.ppf(0.975, len(share) - 1) * share.std(ddof=1) / np.sqrt(len(share))
+    assert summary.loc["label", "share"] == pytest.approx(share.mean())
+    assert summary.loc["label", "share high"] == pytest.approx(share.mean() + half)
+    assert summary.loc["label", "seeds"] == len(SEEDS)
+
+
+def test_values_per_answer_counts_the_non_zero_top_k_scores():
+    sizes = api_cost.values_per_answer(synthetic_chapter().outputs)
+    assert sizes.to_dict() == {"representation": 256, "probabilities": 10, "topk": 3, "label": 1}
+
+
+def test_paper_outputs_table_is_the_papers_sizes():
+    from encsteal import paper_tables
+
+    table = api_cost.paper_outputs_table()
+    assert table.index.name and len(table) == len(paper_tables.API_DIMENSIONS)
+    assert table["values per answer"].tolist() == [f"{v:,}" for v in paper_tables.API_DIMENSIONS.values()]
+
+
+# ---- the paper at a glance: the verdicts' paper and ours ---------------------------------------------
+
+
+def test_judge_leakage_states_the_paper_and_our_difference_with_its_interval():
+    results = _leakage({"mnistm": ORDERED, "photocrops": ORDERED}, {"mnistm": 20, "photocrops": 15})
+    v = api_cost.judge_leakage(results)
+    assert "2048" in v.paper and "no number published" in v.paper
+    scores = pd.DataFrame(results["leakage"]["scores"])
+    for task in ("mnistm", "photocrops"):
+        t = scores[scores.task == task].pivot(index="seed", columns="output", values="auc")
+        d = (t["representation"] - t["label"]).to_numpy()
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        assert f"{task} {d.mean():+.1f} [{d.mean() - half:.1f}, {d.mean() + half:.1f}]" in v.ours
+    assert len(v.paper) <= 120 and len(v.ours) <= 120
+
+
+def test_judge_leakage_fills_paper_and_ours_when_not_evaluated():
+    none = api_cost.judge_leakage({"leakage": {"margins": [], "scores": []}})
+    assert none.paper == api_cost.paper_leakage_words() and none.ours == "no leakage measured"
+    results = _leakage({"mnistm": ORDERED, "photocrops": ORDERED}, {"mnistm": 3, "photocrops": 5})
+    v = api_cost.judge_leakage(results)
+    margins = pd.DataFrame(results["leakage"]["margins"]).groupby("task").margin_few_label.mean()
+    assert v.verdict == "not evaluated" and "no task judged" in v.ours
+    assert f"mnistm {margins['mnistm']:+.1f}" in v.ours and f"photocrops {margins['photocrops']:+.1f}" in v.ours
+
+
+def test_judge_cost_states_the_quoted_ratio_and_our_range():
+    v = api_cost.judge_cost(_cost_results(_throughput(), compute=(0.01, 0.1), api=(0.0,)))
+    assert "5,713.92" in v.paper and "72.49" in v.paper and f"{5713.92 / 72.49:.0f}x" in v.paper
+    # equal per-image costs, free queries: the ratios are the passes ratios, 10.24x (250K) to 51.2x (50K)
+    passes = [
+        50_000 * 2 * 200 / (9_000 * 100),
+        1_281_167 * 2 * 100 / (50_000 * 100),
+        1_281_167 * 2 * 100 / (250_000 * 100),
+    ]
+    assert f"{min(passes):.0f}x to {max(passes):.0f}x" in v.ours and "6 of 6 points" in v.ours
+    none = api_cost.judge_cost(_cost_results([]))
+    assert none.paper == v.paper and none.ours == "no throughput measured"
+    assert len(v.paper) <= 120 and len(v.ours) <= 120
 
 
 def test_compute_sentence_states_both_ratios():
