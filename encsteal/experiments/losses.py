@@ -1249,12 +1249,19 @@ def ood_text(results: Mapping[str, Any]) -> str:
         if not free:
             continue
         best = max(free, key=lambda k: free[k][0])
-        low, high = min(v[1] for v in free.values()), max(v[1] for v in free.values())
-        below = ", a negative share meaning below the random-init encoders" if low < 0 else ""
-        text = (
-            f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
-            f"(best: {best}, {free[best][0]:.1f} %{below})"
-        )
+        known = [v[1] for v in free.values() if not math.isnan(v[1])]
+        if known:
+            low, high = min(known), max(known)
+            below = ", a negative share meaning below the random-init encoders" if low < 0 else ""
+            text = (
+                f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
+                f"(best: {best}, {free[best][0]:.1f} %{below})"
+            )
+        else:
+            text = (
+                f"on {task}, the victim has no margin over the random-init encoder of the shown seed, so no share "
+                f"is computed (best label-free copy: {best}, {free[best][0]:.1f} %)"
+            )
         sup = cell_values(results, "supcon", task, qs)
         if len(sup):
             text += f", SupCon {float(sup.mean()):.1f} %"
@@ -1323,7 +1330,7 @@ def few_queries_text(results: Mapping[str, Any]) -> str:
     q = queries_needed(results)
     if q.empty:
         return "The few-queries sweep has no results."
-    n, smallest = results["victim_num_train"], min(results["budgets"])
+    smallest = min(results["budgets"])
     parts = []
     for task in dict.fromkeys(q.task):
         sub = q[q.task == task]
@@ -1331,11 +1338,15 @@ def few_queries_text(results: Mapping[str, Any]) -> str:
         for r in sub.itertuples():
             if math.isnan(r.estimate):
                 bits.append(f"the mean never reaches {r.level:.0%} of the margin within {r.largest:,} queries")
-            else:
-                est = _queries_text(r.estimate, n, r.largest, smallest)
-                hi = _queries_text(r.high, n, r.largest, smallest)
-                lo = _queries_text(r.low, n, r.largest, smallest)
-                bits.append(f"{r.level:.0%} of the margin at {est} queries (interval {lo} to {hi})")
+                continue
+            where = (
+                f"already at the smallest budget ({smallest:,} queries)"
+                if r.estimate <= smallest
+                else f"at {r.estimate:,.0f} queries"
+            )
+            lo = f"{smallest:,} or fewer" if math.isnan(r.low) or r.low <= smallest else f"{r.low:,.0f}"
+            hi = f"beyond {r.largest:,}" if math.isnan(r.high) else f"{r.high:,.0f}"
+            bits.append(f"the mean reaches {r.level:.0%} of the margin {where} (95 % band: {lo} to {hi} queries)")
         parts.append(f"on {task}, " + ", ".join(bits))
     return f"With {results['sweep_loss']} copies, " + "; ".join(parts) + "."
 

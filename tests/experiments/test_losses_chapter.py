@@ -550,3 +550,12 @@ def test_paper_vs_ours_figure_fits_the_page_and_labels_both_sides():
     bare = L.plot_paper_vs_ours(_results(drop=("mse",)))
     assert any("no loss paired" in t.get_text() for t in bare.axes[1].texts)
     plt.close("all")
+
+
+def test_sentences_never_show_nan_and_read_well_at_the_edges():
+    no_margin = L.ood_text(_results(ood={"mse": 45.0, "infonce": 47.0}, victim=40.0))  # seed 0: victim = random
+    assert "nan" not in no_margin and "no share is computed (best label-free copy: infonce, 47.0 %)" in no_margin
+    text = L.few_queries_text(_results(sweep=SWEEP_OK))
+    assert "the mean reaches 50% of the margin at " in text and "(95 % band: " in text and "at at" not in text
+    early = L.few_queries_text(_results(sweep={50: 0.9, 100: 0.9, 250: 0.95, 500: 0.95, 1000: 0.95}))
+    assert "reaches 80% of the margin already at the smallest budget (50 queries)" in early
