@@ -496,6 +496,12 @@ def _fmt(mean: float, low: float, high: float, digits: int = 1) -> str:
     return tables.interval(mean, low, high, digits)
 
 
+def _cell(mean: float, low: float, high: float, digits: int = 1) -> str:
+    """:func:`_fmt` for a table cell: the bracket never breaks across lines (a narrow column
+    wraps between the mean and its interval)."""
+    return _fmt(mean, low, high, digits).replace(", ", ",\u00a0")
+
+
 NOTHING = "none in this build"
 """The row label of a reader table whose results are missing (every cell n/a)."""
 
@@ -515,9 +521,9 @@ def loss_display(results: Mapping[str, Any], query_set: str | None = None) -> pd
     out = {}
     for task in dict.fromkeys(table.columns.get_level_values(0)):
         t = table[task]
-        out[f"{task}: probe accuracy (%)"] = [_fmt(*r) for r in t[["mean", "low", "high"]].itertuples(index=False)]
+        out[f"{task}: probe accuracy (%)"] = [_cell(*r) for r in t[["mean", "low", "high"]].itertuples(index=False)]
         out[f"{task}: share of margin"] = [
-            _fmt(*r, digits=2) for r in t[["share", "share low", "share high"]].itertuples(index=False)
+            _cell(*r, digits=2) for r in t[["share", "share low", "share high"]].itertuples(index=False)
         ]
     display = pd.DataFrame(out, index=table.index)
     display["seeds"] = [tables.number(int(n)) for n in table.xs("seeds", axis=1, level=1).max(axis=1)]
@@ -535,8 +541,8 @@ def margin_display(results: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "victim (%)": m["victim"].map(tables.number),
-            "random init (%)": [_fmt(*r) for r in m[["random init", "random low", "random high"]].itertuples(False)],
-            "margin (points)": [_fmt(*r) for r in m[["margin", "margin low", "margin high"]].itertuples(False)],
+            "random init (%)": [_cell(*r) for r in m[["random init", "random low", "random high"]].itertuples(False)],
+            "margin (points)": [_cell(*r) for r in m[["margin", "margin low", "margin high"]].itertuples(False)],
             "seeds": m["seeds"].map(lambda n: tables.number(int(n))),
             "judged": m["judged"].map({True: "yes", False: "no (margin too small)"}),
         },
@@ -842,7 +848,7 @@ def comparison_display(results: Mapping[str, Any]) -> pd.DataFrame:
             row = rows.setdefault(
                 f"{r.task}: {r.a} − {r.b}",
                 {
-                    "difference (points)": _fmt(r.difference, r.low, r.high),
+                    "difference (points)": _cell(r.difference, r.low, r.high),
                     "p": f"{r.p:.4f}",
                     **{headers[b]: "–" for b in families},
                 },
@@ -954,7 +960,7 @@ def queries_needed(results: Mapping[str, Any], levels: Sequence[float] = LEVELS)
 
 def _queries_text(q: float | None, n_train: int, largest: int, smallest: int) -> str:
     if q is None or math.isnan(q):
-        return f"not reached within {largest:,} ({largest / n_train:.0%})"
+        return f"beyond {largest:,} ({largest / n_train:.0%})"
     if q <= smallest:
         return f"at most {smallest:,}"
     return f"{q:,.0f}"

@@ -214,7 +214,9 @@ def test_loss_table_has_means_intervals_and_shares():
     # share of margin: mean over seeds of (copy - random_s) / (victim - random_s)
     assert 0.6 < infonce["share"] < 0.9
     display = L.loss_display(r)
-    assert display.loc["infonce", "mnistm: probe accuracy (%)"].count("[") == 1
+    cell = display.loc["infonce", "mnistm: probe accuracy (%)"]
+    m, lo, hi = _t_interval(_probe(r, "infonce", "mnistm"))
+    assert cell == f"{m:.1f} [{lo:.1f},\u00a0{hi:.1f}]"  # the bracket never breaks across lines
     assert display.loc["infonce", "seeds"] == "5"
     ood = L.loss_display(_results(ood={"mse": 45.0, "supcon": 58.0}), "digits")
     assert ood.loc["supcon", "mnistm: probe accuracy (%)"] == "58.0"  # one seed: no interval
@@ -280,7 +282,7 @@ def test_queries_needed_reads_the_band():
     partly = L.queries_needed(_results(sweep={50: 0.1, 100: 0.2, 250: 0.4, 500: 0.6, 1000: 0.7}))
     assert math.isnan(partly.set_index(["task", "level"]).loc[("mnistm", 0.8), "high"])
     shown = L.queries_display(_results(sweep={50: 0.1, 100: 0.2, 250: 0.4, 500: 0.6, 1000: 0.7}))
-    assert shown.loc["mnistm: 80%", "queries (mean)"] == "not reached within 1,000 (20%)"
+    assert shown.loc["mnistm: 80%", "queries (mean)"] == "beyond 1,000 (20%)"
     assert "never reaches 80% of the margin within 1,000" in L.few_queries_text(
         _results(sweep={50: 0.1, 100: 0.2, 250: 0.4, 500: 0.6, 1000: 0.7})
     )
