@@ -496,51 +496,100 @@ def _fmt(mean: float, low: float, high: float, digits: int = 1) -> str:
     return tables.interval(mean, low, high, digits)
 
 
+def _cell(mean: float, low: float, high: float, digits: int = 1) -> str:
+    """:func:`_fmt` for a table cell: the bracket never breaks across lines (a narrow column
+    wraps between the mean and its interval)."""
+    return _fmt(mean, low, high, digits).replace(", ", ",\u00a0")
+
+
+NOTHING = "none in this build"
+"""The row label of a reader table whose results are missing (every cell n/a)."""
+
+
+def _nothing(index_name: str, columns: Sequence[str]) -> pd.DataFrame:
+    """A one-row table of n/a cells for a page whose build did not measure what it shows."""
+    return pd.DataFrame({c: [tables.NA] for c in columns}, index=pd.Index([NOTHING], name=index_name))
+
+
 def loss_display(results: Mapping[str, Any], query_set: str | None = None) -> pd.DataFrame:
-    """:func:`loss_table` as text: accuracy (%) and share of the margin, mean [95 % interval]."""
+    """:func:`loss_table` for a page: per loss, on each task its probe accuracy (%) and the share of
+    the victim's margin it recovers, mean [95 % interval] over seeds in one cell (a single seed:
+    the value alone; n/a: no margin), and the number of seeds."""
     table = loss_table(results, query_set)
     if table.empty:
-        return table
+        return _nothing("loss", ["probe accuracy (%)", "share of margin", "seeds"])
     out = {}
     for task in dict.fromkeys(table.columns.get_level_values(0)):
         t = table[task]
-        out[(task, "probe accuracy (%)")] = [_fmt(*r) for r in t[["mean", "low", "high"]].itertuples(index=False)]
-        out[(task, "share of margin")] = [
-            _fmt(*r, digits=2) for r in t[["share", "share low", "share high"]].itertuples(index=False)
+        out[f"{task}: probe accuracy (%)"] = [_cell(*r) for r in t[["mean", "low", "high"]].itertuples(index=False)]
+        out[f"{task}: share of margin"] = [
+            _cell(*r, digits=2) for r in t[["share", "share low", "share high"]].itertuples(index=False)
         ]
     display = pd.DataFrame(out, index=table.index)
-    display[("", "seeds")] = table.xs("seeds", axis=1, level=1).max(axis=1).astype(int)
-    return display
+    display["seeds"] = [tables.number(int(n)) for n in table.xs("seeds", axis=1, level=1).max(axis=1)]
+    return display.fillna(tables.NA).rename_axis("loss")
 
 
 def margin_display(results: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`margin_table` as text."""
+    """:func:`margin_table` for a page: per task the victim's probe accuracy, the random-init
+    encoders' and the victim's margin over them (mean [95 % interval] over seeds), the seeds and
+    whether the task is judged."""
+    columns = ["victim (%)", "random init (%)", "margin (points)", "seeds", "judged"]
     m = margin_table(results)
     if m.empty:
-        return m
+        return _nothing("task", columns)
     return pd.DataFrame(
         {
             "victim (%)": m["victim"].map(tables.number),
-            "random init (%)": [_fmt(*r) for r in m[["random init", "random low", "random high"]].itertuples(False)],
-            "margin (points)": [_fmt(*r) for r in m[["margin", "margin low", "margin high"]].itertuples(False)],
-            "seeds": m["seeds"],
+            "random init (%)": [_cell(*r) for r in m[["random init", "random low", "random high"]].itertuples(False)],
+            "margin (points)": [_cell(*r) for r in m[["margin", "margin low", "margin high"]].itertuples(False)],
+            "seeds": m["seeds"].map(lambda n: tables.number(int(n))),
             "judged": m["judged"].map({True: "yes", False: "no (margin too small)"}),
         },
         index=m.index,
-    )
+    ).rename_axis("task")
 
 
 def fidelity_table(results: Mapping[str, Any]) -> pd.DataFrame:
-    """Mean over seeds of every measure, per task, for each loss's copies of the loss grid
-    (in-distribution queries) and for the victim and the random-init encoders (not judged)."""
+    """Mean over seeds of every measure (:data:`METRICS`), per task (first index level), for each
+    loss's copies of the loss grid (in-distribution queries) and for the victim and the
+    random-init encoders (not judged); NaN where a measure was not taken."""
     cells, base = _frame(results, "cells"), _frame(results, "baselines")
     if cells.empty or base.empty:
         return pd.DataFrame()
     sel = cells[(cells.query_set == results["in_distribution"]) & (cells.budget == results["budget"])]
-    copies = sel.groupby(["task", "loss"])[list(METRICS)].mean()
-    refs = base.rename(columns={"encoder": "loss"}).groupby(["task", "loss"])[list(METRICS)].mean()
-    table = pd.concat([refs, copies]).sort_index(level=0, sort_remaining=False).rename_axis(["task", "encoder"])
-    return tables.for_readers(table, digits=2)
+    copies = sel.reindex(columns=["task", "loss", *METRICS]).groupby(["task", "loss"], sort=False).mean()
+    refs = base.rename(columns={"encoder": "loss"}).reindex(columns=["task", "loss", *METRICS])
+    refs = refs.groupby(["task", "loss"], sort=False).mean()
+    table = pd.concat([refs, copies]).sort_index(level=0, sort_remaining=False)
+    return table.astype(float).rename_axis(["task", "encoder"])
+
+
+FIDELITY_COLUMNS = {
+    "probe": "probe (%)",
+    "few_label": "few-label probe (%)",
+    "knn": "20-NN (%)",
+    "victim_head": "victim's head (%)",
+    "cosine": "cosine to victim",
+    "cka": "linear CKA",
+}
+"""Reader headers of the measures of :func:`fidelity_table`."""
+
+
+def fidelity_display(results: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`fidelity_table` for a page: one row per task and encoder ("mnistm: victim"),
+    accuracies (%) with one decimal, cosine and CKA with two; n/a where a measure was not taken."""
+    table = fidelity_table(results)
+    if table.empty:
+        return _nothing("task: encoder", list(FIDELITY_COLUMNS.values()))
+    out = pd.DataFrame(
+        {
+            header: [tables.number(v, 2 if metric in ("cosine", "cka") else 1) for v in table[metric]]
+            for metric, header in FIDELITY_COLUMNS.items()
+        }
+    )
+    out.index = pd.Index([f"{task}: {encoder}" for task, encoder in table.index], name="task: encoder")
+    return out
 
 
 # ---- claim C1: the losses -----------------------------------------------------------------------------
@@ -637,11 +686,79 @@ def _task_ranking(results: Mapping[str, Any], task: str, losses: Sequence[str]) 
     return ", ".join(f"{k} {v:.1f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
 
 
-def _no_judged_task(claim: str, min_margin: float) -> Verdict:
+def _no_judged_task(claim: str, min_margin: float, paper: str, ours: str) -> Verdict:
     """The verdict when no task has a victim margin to judge against."""
     return Verdict(
-        claim, f"no judged task where the victim beats random init by {min_margin:g}+ points", "not evaluated"
+        claim,
+        f"no judged task where the victim beats random init by {min_margin:g}+ points",
+        "not evaluated",
+        paper,
+        ours,
     )
+
+
+NAMES = {
+    "mse": "MSE",
+    "infonce": "InfoNCE",
+    "softnn": "SoftNN",
+    "supcon": "SupCon",
+    "wasserstein": "Wasserstein",
+    "barlow": "Barlow",
+    "barlow_official": "Barlow",
+}
+"""Short loss names for the paper at a glance (a claim names the Barlow pairing it judges)."""
+NOT_MEASURED = "not measured in this build"
+
+
+def paper_c1() -> str:
+    """The paper's numbers behind claim C1 (its table, in-distribution columns), for the paper at a glance."""
+    table = paper_tables.loss_table()[KINDS[0]]
+    cells = ", ".join(
+        f"{NAMES[loss]} {'/'.join(f'{v:.1f}' for v in table.loc[loss])}"
+        for loss in ("softnn", "infonce", "mse", "barlow")
+    )
+    return f"in-dist. {'/'.join(table.columns)}: {cells} %"
+
+
+def ours_c1(results: Mapping[str, Any], barlow: str, tasks: Sequence[str] | None = None) -> str:
+    """This run's numbers behind claim C1 for one Barlow pairing: per task (the judged ones, else
+    every task measured) the best contrastive loss and Barlow, probe accuracy mean [95 % interval]."""
+    tasks = list(tasks or results.get("judged_tasks", []))
+    parts = []
+    for task in tasks:
+        values = {loss: cell_values(results, loss, task) for loss in (*CONTRASTIVE, barlow)}
+        values = {k: v for k, v in values.items() if len(v)}
+        best = max((c for c in CONTRASTIVE if c in values), key=lambda c: values[c].mean(), default=None)
+        bits = [f"{NAMES[k]} {_fmt(*_interval(values[k])[:3])}" for k in (best, barlow) if k in values]
+        if bits:
+            parts.append(f"{task} " + ", ".join(bits))
+    return "; ".join(parts) + " %" if parts else NOT_MEASURED
+
+
+PAPER_C2 = "no number published; authors' blog: contrastive losses need fewer queries than a fifth of the training set"
+"""The paper's side of claim C2 (it published no number for it; book/paper_setup.md#setup-stealing-cifar)."""
+
+
+def ours_c2(results: Mapping[str, Any], fraction: float = FIFTH, tasks: Sequence[str] | None = None) -> str:
+    """This run's numbers behind claim C2: the share of the victim's margin the sweep's copies
+    recover at its largest budget within ``fraction`` of the training set, per task, mean [95 % interval]."""
+    n_train = results.get("victim_num_train")
+    if not n_train or not any(b <= fraction * n_train for b in results.get("budgets", [])):
+        return f"no sweep budget within {fraction:.0%} of the training set"
+    sweep = sweep_table(results)
+    if sweep.empty:
+        return NOT_MEASURED
+    sweep = sweep[sweep.budget <= fraction * n_train]
+    if tasks:
+        sweep = sweep[sweep.task.isin(list(tasks))]
+    if sweep.empty:
+        return NOT_MEASURED
+    b = int(sweep.budget.max())
+    at = sweep[sweep.budget == b]
+    cells = ", ".join(
+        f"{task} {_fmt(m, lo, hi, 2)}" for task, m, lo, hi in zip(at.task, at.share, at["share low"], at["share high"])
+    )
+    return f"share of margin at {b:,} queries ({b / n_train:.0%}): {cells}"
 
 
 def judge_losses(
@@ -676,12 +793,13 @@ def judge_losses(
         raise ValueError(f"Unknown Barlow pairing {barlow!r}. Known: {', '.join(PAIRINGS)}.")
     claim = _losses_claim(barlow)
     judged = ("mse", "infonce", "softnn", "wasserstein", barlow)
+    paper = paper_c1()
     why = _missing(results, judged, None, min_seeds)
     if why:
-        return Verdict(claim, why, "not evaluated")
+        return Verdict(claim, why, "not evaluated", paper, ours_c1(results, barlow))
     tasks = judged_tasks(results, min_margin)
     if not tasks:
-        return _no_judged_task(claim, min_margin)
+        return _no_judged_task(claim, min_margin, paper, ours_c1(results, barlow))
     comps = comparisons(results, barlow, tasks, alpha)
     parts = {t: c1_parts(comps, t, barlow) for t in tasks}
     best = all(p["best"] for p in parts.values())
@@ -711,32 +829,33 @@ def judge_losses(
         verdict = "not reproduced"
     else:
         verdict = "partly reproduced"
-    return Verdict(claim, evidence, verdict)
+    return Verdict(claim, evidence, verdict, paper, ours_c1(results, barlow, tasks))
 
 
 def comparison_display(results: Mapping[str, Any]) -> pd.DataFrame:
-    """The comparisons of both Barlow pairings (:func:`comparisons`) as text, one row per task and
-    pair: the paired difference with its 95 % interval, its p-value, and whether it is separable
-    within each pairing's Holm family (each family holds 16 comparisons; "-": not in that family)."""
+    """The comparisons of both Barlow pairings (:func:`comparisons`) for a page, one row per task
+    and pair ("mnistm: infonce − mse"): the paired difference with its 95 % interval, its p-value,
+    and whether it is separable within each pairing's Holm family (each family holds 16
+    comparisons; "–": not in that family)."""
+    headers = {b: f"separable ({'official' if b == 'barlow_official' else 'correct'} pairing)" for b in PAIRINGS}
     families = {b: comparisons(results, b) for b in PAIRINGS if b in results.get("losses", [])}
     families = {b: c for b, c in families.items() if not c.empty}
     if not families:
-        return pd.DataFrame()
-    rows: dict[tuple[str, str], dict[str, str]] = {}
+        return _nothing("task: comparison", ["difference (points)", "p", *headers.values()])
+    rows: dict[str, dict[str, str]] = {}
     for barlow, c in families.items():
         for r in c.itertuples():
             row = rows.setdefault(
-                (r.task, f"{r.a} - {r.b}"),
+                f"{r.task}: {r.a} − {r.b}",
                 {
-                    "difference (points)": _fmt(r.difference, r.low, r.high),
+                    "difference (points)": _cell(r.difference, r.low, r.high),
                     "p": f"{r.p:.4f}",
-                    **{f"separable ({b})": "-" for b in families},
+                    **{headers[b]: "–" for b in families},
                 },
             )
-            row[f"separable ({barlow})"] = {1: "yes, higher", -1: "yes, lower", 0: "no"}[int(r.sign)]
+            row[headers[barlow]] = {1: "yes, higher", -1: "yes, lower", 0: "no"}[int(r.sign)]
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["task", "comparison"])
-    return table
+    return table.rename_axis("task: comparison")
 
 
 # ---- claim C2: few queries ----------------------------------------------------------------------------
@@ -841,31 +960,30 @@ def queries_needed(results: Mapping[str, Any], levels: Sequence[float] = LEVELS)
 
 def _queries_text(q: float | None, n_train: int, largest: int, smallest: int) -> str:
     if q is None or math.isnan(q):
-        return f"not reached within {largest:,} ({largest / n_train:.0%})"
+        return f"beyond {largest:,} ({largest / n_train:.0%})"
     if q <= smallest:
         return f"at most {smallest:,}"
     return f"{q:,.0f}"
 
 
 def queries_display(results: Mapping[str, Any]) -> pd.DataFrame:
-    """:func:`queries_needed` as text: the estimate and its interval per task and level."""
+    """:func:`queries_needed` for a page, one row per task and level ("mnistm: 50%"): the queries
+    at which the mean share reaches the level, the interval read off the 95 % band, and how many
+    seeds reach it within the sweep."""
+    columns = ["queries (mean)", "interval: from", "interval: to", "seeds reaching it"]
     q = queries_needed(results)
     if q.empty:
-        return q
+        return _nothing("task: share of margin", columns)
     n, smallest = results["victim_num_train"], min(results["budgets"])
-    out = []
+    out = {}
     for r in q.itertuples():
-        out.append(
-            {
-                "task": r.task,
-                "share of margin": f"{r.level:.0%}",
-                "queries (mean)": _queries_text(r.estimate, n, r.largest, smallest),
-                "interval: from": _queries_text(r.low, n, r.largest, smallest),
-                "interval: to": _queries_text(r.high, n, r.largest, smallest),
-                "seeds reaching it": f"{r.seeds_reaching} of {r.seeds}",
-            }
-        )
-    return pd.DataFrame(out).set_index(["task", "share of margin"])
+        out[f"{r.task}: {r.level:.0%}"] = {
+            "queries (mean)": _queries_text(r.estimate, n, r.largest, smallest),
+            "interval: from": _queries_text(r.low, n, r.largest, smallest),
+            "interval: to": _queries_text(r.high, n, r.largest, smallest),
+            "seeds reaching it": f"{r.seeds_reaching} of {r.seeds}",
+        }
+    return pd.DataFrame.from_dict(out, orient="index")[columns].rename_axis("task: share of margin")
 
 
 def judge_few_queries(
@@ -894,15 +1012,18 @@ def judge_few_queries(
     claim = "Stealing with fewer queries than a fifth of the victim's training set gets close to the victim."
     n_train = results.get("victim_num_train")
     budgets = [b for b in results.get("budgets", []) if n_train and b <= fraction * n_train]
+    ours = ours_c2(results, fraction)
     if not budgets:
-        return Verdict(claim, f"no sweep budget within {fraction:.0%} of the training set", "not evaluated")
+        return Verdict(
+            claim, f"no sweep budget within {fraction:.0%} of the training set", "not evaluated", PAPER_C2, ours
+        )
     for b in budgets:
         why = _missing(results, (results["sweep_loss"],), b, min_seeds)
         if why:
-            return Verdict(claim, why, "not evaluated")
+            return Verdict(claim, why, "not evaluated", PAPER_C2, ours)
     tasks = judged_tasks(results, min_margin)
     if not tasks:
-        return _no_judged_task(claim, min_margin)
+        return _no_judged_task(claim, min_margin, PAPER_C2, ours)
     sweep = sweep_table(results)
     sweep = sweep[sweep.budget.isin(budgets)]
     reached: dict[float, list[bool]] = {low_level: [], high_level: []}
@@ -933,43 +1054,134 @@ def judge_few_queries(
         verdict = "partly reproduced"
     else:
         verdict = "not reproduced"
-    return Verdict(claim, evidence, verdict)
+    return Verdict(claim, evidence, verdict, PAPER_C2, ours_c2(results, fraction, tasks))
 
 
 # ---- the paper's table and the sentences of the chapter --------------------------------------------------
 
 
-def paper_comparison(results: Mapping[str, Any]) -> list[pd.DataFrame]:
-    """The paper's loss table and ours, each cell "accuracy (rank)" (rank 1 = best in its column;
-    n/a: no such cell), as two tables of four columns: the paper's, then ours (mean probe accuracy
-    over seeds; the first and the last query set). Reading of the paper's column pairs (an
-    assumption, book/paper_setup.md#setup-unverified): left pair in-distribution queries, right
-    pair out-of-distribution queries against the same CIFAR10 victim."""
+PAPER_ROWS = {"barlow_official": "barlow"}
+"""Rows of ours whose paper number is another row's: the paper's table has one Barlow Twins row
+(which pairing its code used is this book's inference), shown beside both pairings."""
+KINDS = ("in-distribution", "out-of-distribution")
+"""The paper's two column pairs (their reading is an assumption, book/paper_setup.md#setup-unverified)."""
 
-    def ranked(table: pd.DataFrame) -> pd.DataFrame:
-        ranks = table.rank(ascending=False, method="min")
-        cells = {
-            col: [
-                tables.NA if pd.isna(v) else f"{v:.1f} ({int(r)})" for v, r in zip(table[col], ranks[col], strict=True)
-            ]
-            for col in table.columns
-        }
-        return pd.DataFrame(cells, index=table.index).rename_axis("loss")
 
-    losses = list(dict.fromkeys([*paper_tables.loss_table().index, *results.get("losses", [])]))
-    paper = paper_tables.loss_table().reindex(losses)
-    paper.columns = [f"paper: {kind}, {task}" for kind, task in paper.columns]
+def paper_losses(results: Mapping[str, Any]) -> list[str]:
+    """The rows of the paper comparison: the paper's losses, then those only this run has."""
+    return list(dict.fromkeys([*paper_tables.loss_table().index, *results.get("losses", [])]))
+
+
+def _ranked(values: pd.Series) -> list[str]:
+    """Each value as "accuracy (rank)" (rank 1 = best of the column), n/a where missing."""
+    ranks = values.rank(ascending=False, method="min")
+    return [tables.NA if pd.isna(v) else f"{v:.1f} ({int(r)})" for v, r in zip(values, ranks, strict=True)]
+
+
+def paper_comparison(results: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The paper's loss table beside ours, one table per kind of queries (:data:`KINDS`), each
+    cell "accuracy (rank)" (rank 1 = best in its column): the paper's two downstream columns, then
+    ours (mean probe accuracy over seeds, one column per task; the first query set for
+    in-distribution, the last for out-of-distribution). The paper's Barlow Twins row stands beside
+    both of our pairings (:data:`PAPER_ROWS`); n/a: a loss this run did not steal with (or no
+    out-of-distribution query set). Reading of the paper's column pairs (an assumption,
+    book/paper_setup.md#setup-unverified): left pair in-distribution queries, right pair
+    out-of-distribution queries against the same CIFAR10 victim."""
+    paper = paper_tables.loss_table()
+    losses = paper_losses(results)
+    run = results.get("losses", [])
     query_sets = results.get("query_sets") or [results["in_distribution"]]
-    ours = {}
-    for label, qs in (("in-distribution", query_sets[0]), ("out-of-distribution", query_sets[-1])):
-        if label == "out-of-distribution" and len(query_sets) < 2:
-            continue
+    out = {}
+    for kind in KINDS:
+        table: dict[str, list[str]] = {}
+        for task in paper[kind].columns:
+            column = paper[(kind, task)]
+            values = pd.Series([column.get(PAPER_ROWS.get(loss, loss), np.nan) for loss in losses], index=losses)
+            table[f"paper: {task}"] = _ranked(values)
+        qs = query_sets[0] if kind == KINDS[0] else (query_sets[-1] if len(query_sets) > 1 else None)
         for task in results.get("judged_tasks", []):
-            ours[f"ours: {qs} queries, {task}"] = [
-                float(cell_values(results, loss, task, qs).mean()) if loss in results.get("losses", []) else np.nan
-                for loss in losses
-            ]
-    return [ranked(paper), ranked(pd.DataFrame(ours, index=losses))]
+            values = pd.Series(
+                [
+                    float(cell_values(results, loss, task, qs).mean()) if qs and loss in run else np.nan
+                    for loss in losses
+                ],
+                index=losses,
+                dtype=float,
+            )
+            table[f"ours ({qs or 'not run'}): {task}"] = _ranked(values)
+        out[kind] = pd.DataFrame(table, index=pd.Index(losses, name="loss"))
+    return out
+
+
+REFERENCE = "mse"
+"""The loss every other is compared with in the paper-vs-ours figure (the paper's first row)."""
+
+
+def differences_to_mse(results: Mapping[str, Any], metric: str = METRIC) -> pd.DataFrame:
+    """Per task and loss (in-distribution queries, the grid's budget): the loss's accuracy minus
+    MSE's, paired by seed; ``difference`` is the mean, ``low``/``high`` the 95 % interval (NaN with
+    a single common seed), ``seeds`` the seeds both have. Empty when MSE was not run."""
+    columns = ["task", "loss", "difference", "low", "high", "seeds"]
+    rows = []
+    for task in results.get("judged_tasks", []):
+        ref = cell_values(results, REFERENCE, task, metric=metric)
+        for loss in results.get("losses", []):
+            x = cell_values(results, loss, task, metric=metric)
+            seeds = x.index.intersection(ref.index)
+            if loss == REFERENCE or len(seeds) == 0:
+                continue
+            if len(seeds) == 1:
+                d = float(x[seeds].iloc[0] - ref[seeds].iloc[0])
+                rows.append([task, loss, d, np.nan, np.nan, 1])
+                continue
+            diff, _ = paired_difference(x[seeds].to_numpy(), ref[seeds].to_numpy())
+            rows.append([task, loss, diff.mean, diff.low, diff.high, len(seeds)])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paper_differences_to_mse(kind: str = KINDS[0]) -> pd.DataFrame:
+    """The paper's accuracy of each loss minus MSE's (points), per downstream column of one kind
+    of queries (rows: losses, MSE excluded)."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown kind of queries {kind!r}. Known: {', '.join(KINDS)}.")
+    table = paper_tables.loss_table()[kind]
+    return table.sub(table.loc[REFERENCE]).drop(index=REFERENCE)
+
+
+def _span(values: Sequence[float]) -> str:
+    """A signed value, or the range of several ("−0.2 to +2.3")."""
+    lo, hi = min(values), max(values)
+    return f"{lo:+.1f}" if round(lo, 1) == round(hi, 1) else f"{lo:+.1f} to {hi:+.1f}"
+
+
+def paper_vs_ours_text(results: Mapping[str, Any]) -> str:
+    """The paper's and this run's accuracies relative to MSE (in-distribution queries) in a
+    sentence: the contrastive losses and each Barlow pairing, the paper's range over its two
+    downstream columns and ours over the tasks (means over seeds, paired)."""
+    paper = paper_differences_to_mse()
+    contrastive = [c for c in CONTRASTIVE if c in paper.index]
+    text = (
+        f"Relative to MSE, with in-distribution queries, the paper's contrastive losses score "
+        f"{_span(paper.loc[contrastive].to_numpy().ravel())} points and its Barlow Twins "
+        f"{_span(paper.loc['barlow'].tolist())} points. "
+    )
+    ours = differences_to_mse(results)
+    if ours.empty:
+        return text + "This build did not steal with MSE and another loss on common seeds: nothing to set beside them."
+    parts = []
+    mine = ours[ours.loss.isin(CONTRASTIVE)]
+    if len(mine):
+        parts.append(f"the contrastive losses score {_span(mine.difference.tolist())} points")
+    for barlow in PAIRINGS:
+        sel = ours[ours.loss == barlow]
+        if len(sel):
+            pairing = PAIRING_NAMES[barlow].split(" (")[0]
+            parts.append(f"Barlow Twins with the {pairing} scores {_span(sel.difference.tolist())} points")
+    if not parts:
+        return text + "This build ran none of the contrastive or Barlow Twins losses beside MSE."
+    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    where = f"{results['in_distribution']} queries, means over seeds paired with MSE's, over the tasks"
+    return text + f"Here ({where}), {listed}."
 
 
 def _is_sep(comps: pd.DataFrame, task: str, a: str, b: str) -> tuple[int, pd.Series | None]:
@@ -1043,12 +1255,19 @@ def ood_text(results: Mapping[str, Any]) -> str:
         if not free:
             continue
         best = max(free, key=lambda k: free[k][0])
-        low, high = min(v[1] for v in free.values()), max(v[1] for v in free.values())
-        below = ", a negative share meaning below the random-init encoders" if low < 0 else ""
-        text = (
-            f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
-            f"(best: {best}, {free[best][0]:.1f} %{below})"
-        )
+        known = [v[1] for v in free.values() if not math.isnan(v[1])]
+        if known:
+            low, high = min(known), max(known)
+            below = ", a negative share meaning below the random-init encoders" if low < 0 else ""
+            text = (
+                f"on {task}, the label-free copies recover between {low:.0%} and {high:.0%} of the victim's margin "
+                f"(best: {best}, {free[best][0]:.1f} %{below})"
+            )
+        else:
+            text = (
+                f"on {task}, the victim has no margin over the random-init encoder of the shown seed, so no share "
+                f"is computed (best label-free copy: {best}, {free[best][0]:.1f} %)"
+            )
         sup = cell_values(results, "supcon", task, qs)
         if len(sup):
             text += f", SupCon {float(sup.mean()):.1f} %"
@@ -1117,7 +1336,7 @@ def few_queries_text(results: Mapping[str, Any]) -> str:
     q = queries_needed(results)
     if q.empty:
         return "The few-queries sweep has no results."
-    n, smallest = results["victim_num_train"], min(results["budgets"])
+    smallest = min(results["budgets"])
     parts = []
     for task in dict.fromkeys(q.task):
         sub = q[q.task == task]
@@ -1125,11 +1344,15 @@ def few_queries_text(results: Mapping[str, Any]) -> str:
         for r in sub.itertuples():
             if math.isnan(r.estimate):
                 bits.append(f"the mean never reaches {r.level:.0%} of the margin within {r.largest:,} queries")
-            else:
-                est = _queries_text(r.estimate, n, r.largest, smallest)
-                hi = _queries_text(r.high, n, r.largest, smallest)
-                lo = _queries_text(r.low, n, r.largest, smallest)
-                bits.append(f"{r.level:.0%} of the margin at {est} queries (interval {lo} to {hi})")
+                continue
+            where = (
+                f"already at the smallest budget ({smallest:,} queries)"
+                if r.estimate <= smallest
+                else f"at {r.estimate:,.0f} queries"
+            )
+            lo = f"{smallest:,} or fewer" if math.isnan(r.low) or r.low <= smallest else f"{r.low:,.0f}"
+            hi = f"beyond {r.largest:,}" if math.isnan(r.high) else f"{r.high:,.0f}"
+            bits.append(f"the mean reaches {r.level:.0%} of the margin {where} (95 % band: {lo} to {hi} queries)")
         parts.append(f"on {task}, " + ", ".join(bits))
     return f"With {results['sweep_loss']} copies, " + "; ".join(parts) + "."
 
@@ -1172,24 +1395,32 @@ def plot_losses(results: Mapping[str, Any]) -> Figure:
 
     table = loss_table(results)
     tasks = list(dict.fromkeys(table.columns.get_level_values(0))) if not table.empty else []
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6 * max(len(tasks), 1), 4), squeeze=False)
+    n = max(len(tasks), 1)
+    fig, axes = plt.subplots(1, n, figsize=(min(9.0, 4.5 * n), max(3.2, 1.6 + 0.35 * len(table))), squeeze=False)
     margins = margin_table(results)
     for ax, task in zip(axes[0], tasks):
         t = table[task].dropna(subset=["mean"])
         y = np.arange(len(t))
         err = np.vstack([t["mean"] - t["low"], t["high"] - t["mean"]]).clip(min=0)
-        ax.errorbar(t["mean"], y, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3)
+        ax.errorbar(t["mean"], y, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3, label="copies")
         ax.set_yticks(y, t.index)
         ax.invert_yaxis()
         if task in margins.index:
             ax.axvline(margins.loc[task, "victim"], color="k", ls="--", lw=1, label="victim")
-            ax.axvspan(margins.loc[task, "random low"], margins.loc[task, "random high"], color="grey", alpha=0.25)
-            ax.axvline(margins.loc[task, "random init"], color="grey", lw=1, label="random init (95 % interval)")
-        ax.set_xlabel(f"linear-probe accuracy on {task} (%)")
-        ax.set_title(f"{task}: {results['budget']} {results['in_distribution']} queries")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("Stolen copies per loss: mean and 95 % interval over seeds")
-    fig.tight_layout()
+            ax.axvspan(
+                margins.loc[task, "random low"],
+                margins.loc[task, "random high"],
+                color="grey",
+                alpha=0.25,
+                label="random init (95 % interval)",
+            )
+            ax.axvline(margins.loc[task, "random init"], color="grey", lw=1)
+        ax.set_xlabel(f"probe accuracy on {task} (%)")
+        ax.set_title(f"{task}: {results['budget']} {results['in_distribution']} queries", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     return fig
 
 
@@ -1200,7 +1431,7 @@ def plot_sweep(results: Mapping[str, Any]) -> Figure:
     import matplotlib.pyplot as plt
 
     sweep = sweep_table(results)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for k, task in enumerate(dict.fromkeys(sweep.task) if len(sweep) else []):
         s = sweep[sweep.task == task].sort_values("budget")
         ax.plot(s["budget"], s["share"], marker="o", color=f"C{k}", label=task)
@@ -1213,7 +1444,80 @@ def plot_sweep(results: Mapping[str, Any]) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel(f"queries ({results['sweep_loss']}, {results['in_distribution']})")
     ax.set_ylabel("share of the victim's margin recovered")
-    ax.set_title("Share of the victim's margin against queries (95 % intervals over seeds)")
+    ax.set_title("Share of the victim's margin against queries (95 % intervals over seeds)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_paper_vs_ours(results: Mapping[str, Any]) -> Figure:
+    """Each loss's accuracy relative to MSE's (points), in-distribution queries: left, the
+    paper's (its table, both downstream columns; its one Barlow Twins row beside both pairings);
+    right, this book's (paired difference over seeds with its 95 % interval per task; an open
+    marker: a single seed, no interval). The x scales differ: the panels compare orders and signs."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    paper = paper_differences_to_mse()
+    ours = differences_to_mse(results)
+    losses = [loss for loss in paper_losses(results) if loss != REFERENCE]
+    y = {loss: k for k, loss in enumerate(losses)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 2.2 + 0.4 * len(losses)), sharey=True)
+
+    def shift(k: int, n: int) -> float:
+        return 0.3 * (k - (n - 1) / 2) / max(n - 1, 1)
+
+    columns = list(paper.columns)
+    for k, task in enumerate(columns):
+        rows = [(loss, paper.loc[PAPER_ROWS.get(loss, loss), task]) for loss in losses]
+        rows = [(loss, v) for loss, v in rows if not pd.isna(v)]
+        left.plot(
+            [v for _, v in rows],
+            [y[loss] + shift(k, len(columns)) for loss, _ in rows],
+            "s",
+            color=f"C{k + 2}",
+            label=f"paper (its table): {task} probe",
+        )
+    left.set_title(f"paper (its table): CIFAR10 victim, {KINDS[0]} queries", fontsize=9)
+    tasks = list(dict.fromkeys(ours.task)) if len(ours) else []
+    judged = set(judged_tasks(results))
+    for k, task in enumerate(tasks):
+        sel = ours[ours.task == task]
+        full, one = sel[sel.seeds >= 2], sel[sel.seeds < 2]
+        err = np.vstack([full.difference - full.low, full.high - full.difference]).clip(min=0)
+        right.errorbar(
+            full.difference,
+            [y[loss] + shift(k, len(tasks)) for loss in full.loss],
+            xerr=err,
+            fmt="o",
+            color=f"C{k}",
+            capsize=3,
+            label=f"this book: {task} probe" + ("" if task in judged else " (not judged)"),
+        )
+        right.plot(
+            one.difference, [y[loss] + shift(k, len(tasks)) for loss in one.loss], "o", mfc="none", color=f"C{k}"
+        )
+    handles, _ = right.get_legend_handles_labels()
+    if len(ours) and (ours.seeds < 2).any():
+        handles.append(Line2D([], [], marker="o", mfc="none", color="grey", ls="", label="one seed: no interval"))
+    if not tasks:
+        right.text(
+            0.5,
+            0.5,
+            "this build has no loss paired\nwith MSE on common seeds",
+            transform=right.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
+    right.set_title(f"this book: {results['in_distribution']} queries, 95 % intervals", fontsize=9)
+    for ax in (left, right):
+        ax.axvline(0, color="k", lw=1, ls="--")
+        ax.set_xlabel("accuracy minus MSE's (points; dashed: MSE)")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7, frameon=False)
+    if handles:
+        right.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=7, frameon=False)
+    left.set_yticks(range(len(losses)), losses)
+    left.set_ylim(len(losses) - 0.5, -0.5)
     fig.tight_layout()
     return fig

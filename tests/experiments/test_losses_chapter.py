@@ -214,9 +214,12 @@ def test_loss_table_has_means_intervals_and_shares():
     # share of margin: mean over seeds of (copy - random_s) / (victim - random_s)
     assert 0.6 < infonce["share"] < 0.9
     display = L.loss_display(r)
-    assert display.loc["infonce", ("mnistm", "probe accuracy (%)")].count("[") == 1
+    cell = display.loc["infonce", "mnistm: probe accuracy (%)"]
+    m, lo, hi = _t_interval(_probe(r, "infonce", "mnistm"))
+    assert cell == f"{m:.1f} [{lo:.1f},\u00a0{hi:.1f}]"  # the bracket never breaks across lines
+    assert display.loc["infonce", "seeds"] == "5"
     ood = L.loss_display(_results(ood={"mse": 45.0, "supcon": 58.0}), "digits")
-    assert ood.loc["supcon", ("mnistm", "probe accuracy (%)")] == "58.0"  # one seed: no interval
+    assert ood.loc["supcon", "mnistm: probe accuracy (%)"] == "58.0"  # one seed: no interval
 
 
 # ---- claim C2 ----------------------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ def test_queries_needed_reads_the_band():
     partly = L.queries_needed(_results(sweep={50: 0.1, 100: 0.2, 250: 0.4, 500: 0.6, 1000: 0.7}))
     assert math.isnan(partly.set_index(["task", "level"]).loc[("mnistm", 0.8), "high"])
     shown = L.queries_display(_results(sweep={50: 0.1, 100: 0.2, 250: 0.4, 500: 0.6, 1000: 0.7}))
-    assert shown.loc[("mnistm", "80%"), "queries (mean)"] == "not reached within 1,000 (20%)"
+    assert shown.loc["mnistm: 80%", "queries (mean)"] == "beyond 1,000 (20%)"
     assert "never reaches 80% of the margin within 1,000" in L.few_queries_text(
         _results(sweep={50: 0.1, 100: 0.2, 250: 0.4, 500: 0.6, 1000: 0.7})
     )
@@ -304,12 +307,15 @@ def test_supcon_text_and_paper_comparison():
     # seed 0 only (random init 40, victim 60): shares (45 - 40) / 20 = 25 % (mse), (47 - 40) / 20 = 35 % (infonce)
     assert "recover between 25% and 35% of the victim's margin (best: infonce, 47.0 %), SupCon 58.0 %" in text
     assert "(1 seed, not judged)" in text
-    paper, ours = L.paper_comparison(r)
-    assert paper.loc["barlow", "paper: in-distribution, CIFAR10"] == "26.9 (6)"
-    assert paper.loc["barlow_official", "paper: in-distribution, CIFAR10"] == "n/a"  # not in the paper's table
-    assert ours.loc["infonce", "ours: fmnist queries, mnistm"].endswith("(1)")
-    assert ours.loc["supcon", "ours: digits queries, mnistm"] == "58.0 (1)"
-    assert len(paper.columns) == len(ours.columns) == 4
+    both = L.paper_comparison(r)
+    ind, ood = both["in-distribution"], both["out-of-distribution"]
+    assert ind.loc["barlow", "paper: CIFAR10"] == "26.9 (6)" and ood.loc["barlow", "paper: STL10"] == "16.3 (6)"
+    # the paper's single Barlow row stands beside both pairings: no empty row
+    assert ind.loc["barlow_official", "paper: CIFAR10"] == "26.9 (6)"
+    assert ind.loc["infonce", "ours (fmnist): mnistm"].endswith("(1)")
+    assert ood.loc["supcon", "ours (digits): mnistm"] == "58.0 (1)"
+    assert ood.loc["softnn", "ours (digits): mnistm"] == "n/a"  # not stolen with digits queries
+    assert list(ind.columns[:2]) == ["paper: STL10", "paper: CIFAR10"] and len(ind.columns) == len(ood.columns) == 4
     assert "No out-of-distribution copy" in L.ood_text(_results())
 
 
@@ -323,9 +329,8 @@ def test_texts_and_figures_run_on_partial_results():
     )
     assert L.verdict_text(L.judge_losses(r)).startswith("**Reproduced**")
     shown = L.comparison_display(r)  # per task: 4 pairs shared by both families, 4 of each pairing
-    assert (
-        len(shown) == 2 * 12 and shown.loc[("mnistm", "infonce - mse"), "separable (barlow_official)"] == "yes, higher"
-    )
+    assert len(shown) == 2 * 12 and shown.loc["mnistm: infonce − mse", "separable (official pairing)"] == "yes, higher"
+    assert shown.loc["mnistm: infonce − barlow", "separable (official pairing)"] == "–"
     L.plot_losses(r)
     L.plot_sweep(r)
     small = _results(grid={"mse": 50.0, "infonce": 51.0}, seeds=(0, 1))
@@ -407,3 +412,152 @@ def test_results_hold_per_seed_values():
     saved = chapter.results()
     assert saved["cells"] == r["cells"] and saved["seeds"] == [0, 1, 2, 3, 4]
     assert L.cell_values(saved, "infonce", "mnistm", budget=100).index.tolist() == [0, 1, 2, 3, 4]
+
+
+# ---- the page: reader tables, the paper beside ours, the paper at a glance ----------------------------------
+
+
+def _t_interval(values):
+    """Reference: mean and 95 % Student-t interval, written out."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def _probe(r, loss, task, qs="fmnist", budget=500):
+    """Per-seed probe accuracies of one cell, in seed order (plain loop over the saved rows)."""
+    rows = [c for c in r["cells"] if (c["loss"], c["task"], c["query_set"], c["budget"]) == (loss, task, qs, budget)]
+    return [c["probe"] for c in sorted(rows, key=lambda c: c["seed"])]
+
+
+def test_c1_verdict_carries_the_papers_numbers_and_ours_on_every_path():
+    r = _results()
+    for barlow in L.PAIRINGS:
+        v = L.judge_losses(r, barlow)
+        assert "SoftNN 67.1/76.9" in v.paper and "Barlow 26.6/26.9" in v.paper and "STL10/CIFAR10" in v.paper
+        for task in TASKS:
+            for name, loss in (("InfoNCE", "infonce"), ("Barlow", barlow)):  # InfoNCE: the best contrastive
+                m, lo, hi = _t_interval(_probe(r, loss, task))
+                assert f"{name} {m:.1f} [{lo:.1f}, {hi:.1f}]" in v.ours, v.ours
+        assert len(v.paper) <= 120 and len(v.ours) <= 130
+    few_seeds = L.judge_losses(_results(seeds=(0, 1)))
+    assert few_seeds.verdict == "not evaluated" and "InfoNCE" in few_seeds.ours and few_seeds.paper == v.paper
+    no_margin = L.judge_losses(_results(victim=40.5))
+    assert no_margin.verdict == "not evaluated" and "Barlow" in no_margin.ours and no_margin.paper != "n/a"
+    nothing = L.judge_losses({"seeds": [0, 1, 2, 3, 4]})
+    assert nothing.ours == L.NOT_MEASURED and nothing.paper == v.paper
+
+
+def test_c2_verdict_carries_the_papers_words_and_our_shares_on_every_path():
+    r = _results(sweep=SWEEP_OK)
+    v = L.judge_few_queries(r)
+    assert v.paper == L.PAPER_C2 and "no number published" in v.paper and len(v.paper) <= 120
+    assert v.ours.startswith("share of margin at 1,000 queries (20%): ")
+    for task in TASKS:
+        random = {b["seed"]: b["probe"] for b in r["baselines"] if b["task"] == task and b["encoder"] == "random init"}
+        rows = sorted((c for c in r["cells"] if c["budget"] == 1000 and c["task"] == task), key=lambda c: c["seed"])
+        shares = [(c["probe"] - random[c["seed"]]) / (60.0 - random[c["seed"]]) for c in rows]
+        m, lo, hi = _t_interval(shares)
+        assert f"{task} {m:.2f} [{lo:.2f}, {hi:.2f}]" in v.ours, v.ours
+    outside = L.judge_few_queries(_results(sweep=SWEEP_OK, budgets=(2000, 3000)))
+    assert outside.paper == L.PAPER_C2 and outside.ours == "no sweep budget within 20% of the training set"
+    two = L.judge_few_queries(_results(sweep=SWEEP_OK, seeds=(0, 1)))
+    assert two.verdict == "not evaluated" and "mnistm" in two.ours
+    assert L.judge_few_queries(_results(sweep=SWEEP_OK, victim=40.5)).ours != "n/a"
+    assert L.judge_few_queries(_results(sweep=SWEEP_OK) | {"cells": []}).ours == L.NOT_MEASURED
+
+
+def test_differences_to_mse_are_paired_by_seed():
+    r = _results()
+    r["cells"].append(_cell("supcon", "fmnist", 500, 0, "mnistm", 58.0))  # a loss with one seed
+    r["losses"].append("supcon")
+    d = L.differences_to_mse(r).set_index(["task", "loss"])
+    assert "mse" not in d.index.get_level_values("loss")
+    diffs = np.subtract(_probe(r, "barlow", "photocrops"), _probe(r, "mse", "photocrops"))
+    m, lo, hi = _t_interval(diffs)
+    row = d.loc[("photocrops", "barlow")]
+    assert (row.difference, row.low, row.high, row.seeds) == (pytest.approx(m), pytest.approx(lo), pytest.approx(hi), 5)
+    one = d.loc[("mnistm", "supcon")]
+    assert one.seeds == 1 and math.isnan(one.low)
+    assert one.difference == pytest.approx(58.0 - _probe(r, "mse", "mnistm")[0])
+    assert L.differences_to_mse(_results(drop=("mse",))).empty
+
+
+def test_paper_differences_to_mse_come_from_its_table():
+    d = L.paper_differences_to_mse()
+    assert d.loc["barlow", "CIFAR10"] == pytest.approx(26.9 - 75.5) and d.loc["softnn", "STL10"] == pytest.approx(2.3)
+    assert "mse" not in d.index
+    assert L.paper_differences_to_mse("out-of-distribution").loc["infonce", "CIFAR10"] == pytest.approx(56.3 - 51.2)
+    with pytest.raises(ValueError, match="Known: in-distribution, out-of-distribution"):
+        L.paper_differences_to_mse("ood")
+
+
+def test_paper_vs_ours_text_is_chosen_by_the_results():
+    text = L.paper_vs_ours_text(_results())
+    assert "its Barlow Twins -48.6 to -38.2 points" in text and "contrastive losses score -0.2 to +2.3" in text
+    assert "Barlow Twins with the official code's pairing scores" in text  # about 42 - 50 = -8 points here
+    assert "-8." in text or "-7." in text
+    assert "nothing to set beside" in L.paper_vs_ours_text(_results(drop=("mse",)))
+
+
+def test_fidelity_display_has_every_measure_with_units():
+    r = _results()
+    f = L.fidelity_display(r)
+    assert list(f.columns) == list(L.FIDELITY_COLUMNS.values())
+    assert f.loc["mnistm: infonce", "probe (%)"] == f"{np.mean(_probe(r, 'infonce', 'mnistm')):.1f}"
+    assert f.loc["mnistm: infonce", "cosine to victim"] == "0.50"
+    assert f.loc["photocrops: random init", "few-label probe (%)"] == "n/a"  # not measured in these baselines
+    assert f.loc["mnistm: victim", "few-label probe (%)"] == "40.0"
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["full", "nothing measured"])
+def test_every_reader_table_is_fit_for_a_page(empty):
+    from encsteal import tables
+
+    r = _results(sweep=SWEEP_OK, ood={"mse": 45.0, "supcon": 58.0})
+    if empty:
+        r |= {"cells": [], "baselines": []}
+    shown = [
+        L.margin_display(r),
+        L.loss_display(r),
+        L.loss_display(r, "digits"),
+        L.comparison_display(r),
+        L.queries_display(r),
+        L.fidelity_display(r),
+        *L.paper_comparison(r).values(),
+    ]
+    for table in shown:
+        tables.check_for_readers(table)  # no NaN, a named index, at most six data columns
+        assert table.index.name and all(isinstance(v, str) for v in table.to_numpy().ravel())
+    if empty:
+        assert all(t.index[0] == L.NOTHING for t in shown[:6])
+
+
+def test_paper_vs_ours_figure_fits_the_page_and_labels_both_sides():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = _results()
+    r["cells"].append(_cell("supcon", "fmnist", 500, 0, "mnistm", 58.0))
+    r["losses"].append("supcon")
+    fig = L.plot_paper_vs_ours(r)
+    labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert any(s.startswith("paper (its table)") for s in labels) and any(s.startswith("this book") for s in labels)
+    assert "one seed: no interval" in labels
+    assert fig.get_size_inches()[0] <= 9 and L.plot_losses(r).get_size_inches()[0] <= 9
+    bare = L.plot_paper_vs_ours(_results(drop=("mse",)))
+    assert any("no loss paired" in t.get_text() for t in bare.axes[1].texts)
+    plt.close("all")
+
+
+def test_sentences_never_show_nan_and_read_well_at_the_edges():
+    no_margin = L.ood_text(_results(ood={"mse": 45.0, "infonce": 47.0}, victim=40.0))  # seed 0: victim = random
+    assert "nan" not in no_margin and "no share is computed (best label-free copy: infonce, 47.0 %)" in no_margin
+    text = L.few_queries_text(_results(sweep=SWEEP_OK))
+    assert "the mean reaches 50% of the margin at " in text and "(95 % band: " in text and "at at" not in text
+    early = L.few_queries_text(_results(sweep={50: 0.9, 100: 0.9, 250: 0.95, 500: 0.95, 1000: 0.95}))
+    assert "reaches 80% of the margin already at the smallest budget (50 queries)" in early
