@@ -52,15 +52,19 @@ def chapter_name(notebook: Path) -> str:
     return name
 
 
-def prepare_for_rendering(path: Path, stamp: str, profile: str, effective: dict) -> None:
+LANDING = "overview"
+"""The landing page: its code cells (parameters included) are removed, so the page reads as prose."""
+
+
+def prepare_for_rendering(path: Path, stamp: str, profile: str, effective: dict, chapter: str = "") -> None:
     """Show one parameters cell with the values this build used, hide the injected cell, and fold
-    the other code cells (readers can expand them)."""
+    the other code cells (readers can expand them); on the landing page remove every code cell."""
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if "injected-parameters" in tags:
+        if chapter == LANDING or "injected-parameters" in tags:
             tags.append("remove-cell")
         elif "parameters" in tags:
             lines = [f"# parameters of this build (profile {profile!r}; papermill -p name value changes one)"]
@@ -122,7 +126,7 @@ def _execute(job: _Job, profile: str, results_dir: Path, threads: int | None, ef
     else:
         job.results.unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
-    prepare_for_rendering(tmp, job.stamp, profile, effective)
+    prepare_for_rendering(tmp, job.stamp, profile, effective, job.chapter)
     nb = json.loads(tmp.read_text())
     nb["metadata"]["encsteal_results_sha256"] = _results_digest(job.results)
     nb["metadata"]["encsteal_seconds"] = time.perf_counter() - start
