@@ -68,6 +68,7 @@ def _reference_coverage(z: np.ndarray, proj: np.ndarray) -> float:
 
 
 def test_bucket_ids_are_sign_patterns_of_seeded_gaussian_hyperplanes():
+    torch.manual_seed(0)
     proj = lsh_projections(10, 3, 5, seed=7)
     assert proj.shape == (3, 10, 5)
     assert torch.equal(proj, lsh_projections(10, 3, 5, seed=7))
@@ -81,6 +82,7 @@ def test_bucket_ids_are_sign_patterns_of_seeded_gaussian_hyperplanes():
 
 
 def test_coverage_of_hand_made_sets():
+    torch.manual_seed(0)
     cov = LSHCoverage(n_tables=4, n_hyperplanes=3, seed=1)
     z = torch.randn(1, 6)
     assert cov.coverage("new") == 0.0
@@ -133,6 +135,7 @@ def test_noise_relative_to_reference_std():
 
 
 def test_legit_answers_differ_from_raw_only_by_the_users_affine_map(encoder):
+    torch.manual_seed(0)
     x = torch.rand(50, 1, 8, 8)
     b4b = B4B(transform="affine", seed=5)
     api = EncoderAPI(encoder, defenses=[b4b])
@@ -150,6 +153,7 @@ def test_legit_answers_differ_from_raw_only_by_the_users_affine_map(encoder):
 
 
 def test_transforms_are_per_user_secret_and_reproducible():
+    torch.manual_seed(0)
     z = torch.randn(6, 5)
     for kind in ("affine", "affine_pad_shuffle", "dense_affine"):
         a = B4B(transform=kind, seed=0)
@@ -177,6 +181,7 @@ def test_transforms_are_per_user_secret_and_reproducible():
 
 
 def test_b4b_is_deterministic_per_seed_and_per_user(encoder):
+    torch.manual_seed(0)
     x = torch.rand(30, 1, 8, 8)
 
     def answers(seed: int, interleave: bool) -> torch.Tensor:
@@ -194,6 +199,7 @@ def test_b4b_is_deterministic_per_seed_and_per_user(encoder):
 
 
 def test_coverage_history_through_the_api_and_hash_source(encoder):
+    torch.manual_seed(0)
     x = torch.rand(90, 1, 8, 8)
     head = Head().eval()
     b4b = B4B(n_tables=5, n_hyperplanes=6, seed=2)
@@ -246,6 +252,7 @@ def test_bad_parameters_raise(kwargs, match):
 
 
 def test_bad_inputs_raise():
+    torch.manual_seed(0)
     with pytest.raises(ValueError, match="lam must be < alpha"):
         b4b_sigma(10.0, alpha=1e-8)
     with pytest.raises(ValueError, match="batch_size"):
