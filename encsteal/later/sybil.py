@@ -180,7 +180,8 @@ class SybilAPI:
     def calibrate(self, overlap: torch.Tensor, holdout: float = 0.2, chunk: int = 1024) -> dict[str, float]:
         """Send ``overlap`` images to every account, fit each account's map into account 0's
         space on the first ``(1 - holdout)`` share, and return the mapping quality (mean cosine
-        with account 0's answers) on the held-out rest, per account k >= 1 (NaN with no holdout)."""
+        with account 0's answers) on the held-out rest, per account k >= 1 (NaN with no holdout).
+        Every overlap image costs one query on every account; with one account nothing is mapped."""
         _check_number("holdout", holdout, 0.0, 1.0)
         _check_number("chunk", chunk, 1, integer=True)
         if not isinstance(overlap, torch.Tensor) or overlap.ndim != 4:
