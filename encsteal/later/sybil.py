@@ -17,6 +17,14 @@ batch is split into contiguous near-equal parts, one per account, and the answer
 mapped into account 0's space, so the one stealing loop trains the copy unchanged.
 :func:`sybil_steal` runs the whole attack and reports every account's queries: the total is the
 sum over accounts of stealing and overlap queries.
+
+Standardised answers (``standardize=True``, an adaptive step of this package, not of the B4B
+code): the facade also z-scores every coordinate of the (mapped) answers with the mean and std of
+account 0's answers to the overlap images. B4B's per-coordinate transform (``"affine"``) is then
+undone up to the sign of each coordinate, a map that preserves inner products, so losses that
+compare directions (InfoNCE, Cont-Steal, StolenEncoder) see the victim's geometry again instead
+of one dominated by the secret shift. With one account this is the whole adaptation (the overlap
+images are then only spent on the statistics); a coordinate without spread is centred only.
 """
 
 from __future__ import annotations
@@ -87,20 +95,33 @@ def split_sizes(n: int, parts: int) -> list[int]:
 class SybilAPI:
     """``api`` seen through ``n_accounts`` accounts ``"{user}#k"``, answers in account 0's space.
 
-    Call :meth:`calibrate` (the overlap images) before querying when ``n_accounts`` > 1.
-    ``budget`` and ``remaining`` are the sums over the accounts.
+    Call :meth:`calibrate` (the overlap images) before querying when ``n_accounts`` > 1 or
+    ``standardize`` is set. ``budget`` and ``remaining`` are the sums over the accounts.
     """
 
-    def __init__(self, api: EncoderAPI, n_accounts: int = 2, user: str = "attacker", ridge: float = 0.0):
+    def __init__(
+        self,
+        api: EncoderAPI,
+        n_accounts: int = 2,
+        user: str = "attacker",
+        ridge: float = 0.0,
+        standardize: bool = False,
+    ):
         _check_number("n_accounts", n_accounts, 1, integer=True)
         _check_number("ridge", ridge, 0.0)
+        if not isinstance(standardize, bool):
+            raise ValueError(f"standardize must be True or False, got {standardize!r}.")
         if api.mode != "ssl":
             raise ValueError(f"The sybil attack needs an SSL API (mode 'ssl'), got mode {api.mode!r}.")
         if not isinstance(user, str) or not user:
             raise ValueError(f"user must be a non-empty string, got {user!r}.")
         self.api, self.n_accounts, self.user, self.ridge = api, int(n_accounts), user, float(ridge)
+        self.standardize = standardize
         self.accounts = [f"{user}#{k}" for k in range(self.n_accounts)]
-        self.maps: list[AffineMap | None] | None = None if self.n_accounts > 1 else [None]
+        ready = self.n_accounts == 1 and not standardize
+        self.maps: list[AffineMap | None] | None = [None] if ready else None
+        self.center: torch.Tensor | None = None
+        self.scale: torch.Tensor | None = None
         self.quality: dict[str, float] = {}
         self.overlap_queries = 0
 
@@ -156,6 +177,7 @@ class SybilAPI:
     def describe(self) -> dict:
         """The API's terms plus the sybil set-up (accounts, their counts, the fitted maps)."""
         fitted = [t for m in (self.maps or []) if m is not None for t in (m.weight, m.bias)]
+        stats = [t for t in (self.center, self.scale) if t is not None]
         return {
             **self.api.describe(),
             "output_dim": self.output_dim,
@@ -163,6 +185,7 @@ class SybilAPI:
                 "accounts": self.accounts,
                 "ridge": self.ridge,
                 "maps": tensor_fingerprint(*fitted) if fitted else None,
+                "standardize": tensor_fingerprint(*stats) if stats else False,
                 "account_queries": list(self.account_queries().values()),
             },
         }
@@ -181,7 +204,9 @@ class SybilAPI:
         """Send ``overlap`` images to every account, fit each account's map into account 0's
         space on the first ``(1 - holdout)`` share, and return the mapping quality (mean cosine
         with account 0's answers) on the held-out rest, per account k >= 1 (NaN with no holdout).
-        Every overlap image costs one query on every account; with one account nothing is mapped."""
+        Every overlap image costs one query on every account; with one account nothing is mapped.
+        With ``standardize``, the mean and std of account 0's answers to all overlap images are
+        kept for :meth:`query` (at least 2 overlap images)."""
         _check_number("holdout", holdout, 0.0, 1.0)
         _check_number("chunk", chunk, 1, integer=True)
         if not isinstance(overlap, torch.Tensor) or overlap.ndim != 4:
@@ -191,6 +216,10 @@ class SybilAPI:
         if self.n_accounts > 1 and n_fit < 1:
             raise ValueError(
                 f"{len(overlap)} overlap images with holdout={holdout} leave none to fit the maps; send more images."
+            )
+        if self.standardize and len(overlap) < 2:
+            raise ValueError(
+                f"standardize needs the answers to at least 2 overlap images for their statistics; got {len(overlap)}."
             )
         if len(overlap) == 0:
             self.maps, self.quality = [None], {}
@@ -203,6 +232,11 @@ class SybilAPI:
             m = fit_affine_map(z[:n_fit], answers[0][:n_fit], self.ridge)
             maps.append(m)
             quality[account] = mapping_quality(m(z[n_fit:]), answers[0][n_fit:]) if n_hold else float("nan")
+        if self.standardize:
+            z0 = answers[0].double()
+            spread = z0.std(dim=0, unbiased=False)
+            self.center = z0.mean(dim=0)
+            self.scale = torch.where(spread > 1e-12 * spread.max().clamp_min(1e-300), spread, torch.ones_like(spread))
         self.maps, self.quality = maps, quality
         return quality
 
@@ -210,14 +244,19 @@ class SybilAPI:
         """Answer ``images`` by splitting them between the accounts; answers in account 0's space."""
         self._check_user(user)
         if self.maps is None:
-            raise RuntimeError("Call calibrate(overlap_images) before querying with several accounts.")
+            raise RuntimeError(
+                "Call calibrate(overlap_images) before querying with several accounts or standardised answers."
+            )
         out, start = [], 0
         for account, m, size in zip(self.accounts, self.maps, split_sizes(len(images), self.n_accounts)):
             if size:
                 z = self.api.query(images[start : start + size], account)
                 out.append(z if m is None else m(z))
             start += size
-        return torch.cat(out) if out else torch.empty(0, self.output_dim)
+        answers = torch.cat(out) if out else torch.empty(0, self.output_dim)
+        if self.center is not None and self.scale is not None:
+            answers = ((answers.double() - self.center) / self.scale).float()
+        return answers
 
 
 @dataclass
@@ -244,6 +283,7 @@ def sybil_steal(
     ridge: float = 0.0,
     holdout: float = 0.2,
     user: str = "attacker",
+    standardize: bool = False,
     query_labels: torch.Tensor | None = None,
     input_size: int | None = None,
     cache: ResultCache | None = None,
@@ -252,8 +292,9 @@ def sybil_steal(
     options: RunOptions | None = None,
 ) -> SybilResult:
     """Steal through ``n_accounts`` accounts: calibrate the maps on ``overlap`` (sent to every
-    account), then run :func:`encsteal.attack.steal` through a :class:`SybilAPI` on ``queries``."""
-    facade = SybilAPI(api, n_accounts, user, ridge)
+    account), then run :func:`encsteal.attack.steal` through a :class:`SybilAPI` on ``queries``
+    (answers z-scored with ``standardize``, see the module docstring)."""
+    facade = SybilAPI(api, n_accounts, user, ridge, standardize)
     before = facade.account_queries()
     quality = facade.calibrate(overlap, holdout)
     result = steal(

@@ -104,6 +104,51 @@ def test_sybil_steal_counts_every_account_and_replays_from_the_cache(encoder, tm
     assert min(again.mapping_quality.values()) > 0.999
 
 
+def _zscore(z: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Reference: z-score ``z`` with the mean and population std of ``ref``'s columns (numpy)."""
+    return (z - ref.mean(axis=0)) / ref.std(axis=0)
+
+
+def test_standardised_answers_undo_a_per_coordinate_affine_transform(encoder):
+    """One account, B4B's per-coordinate affine transform and no noise to speak of (beta far above
+    any coverage): the z-scored answers are the z-scored victim outputs up to each coordinate's
+    sign (the sign of the secret scale), so inner products between answers are the victim's."""
+    torch.manual_seed(0)
+    b4b = B4B(transform="affine", beta=1000.0, seed=2)
+    facade = SybilAPI(EncoderAPI(encoder, defenses=[b4b]), n_accounts=1, standardize=True)
+    overlap, x = torch.rand(50, 1, 8, 8), torch.rand(12, 1, 8, 8)
+    assert facade.calibrate(overlap) == {}
+    out = facade.query(x).double().numpy()
+    with torch.no_grad():
+        raw_overlap, raw_x = encoder(overlap).double().numpy(), encoder(x).double().numpy()
+    sign = np.sign(b4b.transform_for("attacker#0", 6).scale.double().numpy())
+    expected = _zscore(raw_x, raw_overlap) * sign
+    assert np.allclose(out, expected, atol=1e-3)
+    assert np.allclose(out @ out.T, _zscore(raw_x, raw_overlap) @ _zscore(raw_x, raw_overlap).T, atol=1e-2)
+    assert facade.queries() == 62 and facade.overlap_queries == 50
+
+
+def test_standardised_sybil_answers_are_account_zeros_z_scores(encoder):
+    """Several accounts: answers are mapped into account 0's space, then z-scored with account 0's
+    statistics on the overlap images."""
+    torch.manual_seed(0)
+    b4b = B4B(transform="dense_affine", beta=1000.0, seed=5)
+    plain = SybilAPI(EncoderAPI(encoder, defenses=[b4b]), n_accounts=2)
+    facade = SybilAPI(
+        EncoderAPI(encoder, defenses=[B4B(transform="dense_affine", beta=1000.0, seed=5)]), 2, standardize=True
+    )
+    overlap, x = torch.rand(40, 1, 8, 8), torch.rand(9, 1, 8, 8)
+    plain.calibrate(overlap)
+    facade.calibrate(overlap)
+    with torch.no_grad():
+        t0 = b4b.transform_for("attacker#0", 6)
+        ref = t0(encoder(overlap)).double().numpy()
+        expected = _zscore(t0(encoder(x)).double().numpy(), ref)
+    assert np.allclose(facade.query(x).double().numpy(), expected, atol=1e-3)
+    assert plain.describe()["sybil"]["standardize"] is False
+    assert isinstance(facade.describe()["sybil"]["standardize"], str)
+
+
 def test_bad_inputs_raise(encoder):
     torch.manual_seed(0)
     api = EncoderAPI(encoder, defenses=[B4B()])
@@ -119,6 +164,12 @@ def test_bad_inputs_raise(encoder):
         SybilAPI(api).calibrate(torch.rand(1, 1, 8, 8), holdout=0.6)
     with pytest.raises(ValueError, match="holdout"):
         SybilAPI(api).calibrate(torch.rand(4, 1, 8, 8), holdout=1.5)
+    with pytest.raises(ValueError, match="standardize must be True or False"):
+        SybilAPI(api, standardize="yes")
+    with pytest.raises(ValueError, match="at least 2 overlap images"):
+        SybilAPI(api, n_accounts=1, standardize=True).calibrate(torch.rand(1, 1, 8, 8))
+    with pytest.raises(RuntimeError, match="standardised answers"):
+        SybilAPI(api, n_accounts=1, standardize=True).query(torch.rand(2, 1, 8, 8))
     with pytest.raises(ValueError, match="same N"):
         fit_affine_map(torch.randn(4, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match="at least one"):
