@@ -195,7 +195,7 @@ class Params:
         1000, "int+", (LATER,), "queries of every attack of the benchmark (sybils: plus their overlap images)"
     )
     later_epochs: int = _p(
-        5, "int+", (LATER,), "epochs of every stealing run of the benchmark (below steal_epochs: the time budget)"
+        4, "int+", (LATER,), "epochs of every stealing run of the benchmark (below steal_epochs: the time budget)"
     )
     later_noise_std: float = _p(
         0.5, "float+", (LATER,), "Gaussian-noise defense: std in multiples of the representation's (one of chapter 4's)"

@@ -588,11 +588,27 @@ def b4b_table(results: Mapping[str, Any]) -> pd.DataFrame:
         rows[name] = {
             "queries": tables.number(int(round(float(g["queries"].mean())))),
             "coverage (%)": _cell(g["coverage"], 1),
-            "noise std (x rep. std)": _cell(g["sigma"], 2),
+            "noise std (x rep. std)": _sigma_cell(g["sigma"]),
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "user"
     return table
+
+
+def _sig(x: float) -> str:
+    """A positive quantity spanning orders of magnitude (a noise std): 2 significant digits below 10,
+    whole numbers above."""
+    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.2g}"
+
+
+def _sigma_cell(values: pd.Series) -> str:
+    v = values.dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return NA
+    if len(v) == 1 or np.allclose(v, v[0]):
+        return _sig(float(v[0]))
+    iv = mean_interval(v)
+    return f"{_sig(iv.mean)} [{_sig(iv.low)}, {_sig(iv.high)}]"
 
 
 def _cell(values: pd.Series, digits: int = 1) -> str:
@@ -780,15 +796,16 @@ def judge_b4b(results: Mapping[str, Any], alpha: float = ALPHA, few: float = FEW
     if cells.empty:
         return _not_evaluated(CLAIM_B4B, f"no judged task ({_margins(results)})", PAPER_B4B)
     parts = [
-        f"{c.task}: legitimate user loses {c.legit:.1f} [{c.legit_low:.1f}, {c.legit_high:.1f}] points, best "
-        f"attacker ({ATTACK_NAMES[c.attacker]}) {c.att:.1f} [{c.att_low:.1f}, {c.att_high:.1f}], difference "
+        f"{task_name(c.task)}: legitimate user loses {c.legit:.1f} [{c.legit_low:.1f}, {c.legit_high:.1f}] points, "
+        f"best attacker ({ATTACK_NAMES[c.attacker]}) {c.att:.1f} [{c.att_low:.1f}, {c.att_high:.1f}], difference "
         f"{c.diff:+.1f} [{c.diff_low:+.1f}, {c.diff_high:+.1f}] ({'holds' if c.holds else 'fails'})"
         for c in cells.itertuples()
     ]
     n = int(cells.holds.sum())
     verdict = "reproduced" if n == len(cells) else "not reproduced" if n == 0 else "partly reproduced"
     ours = "; ".join(
-        f"{task_name(c.task)}: user -{c.legit:.1f} [{c.legit_low:.1f}, {c.legit_high:.1f}], attacker -{c.att:.0f} pts"
+        f"{task_name(c.task)}: user loses {c.legit:.1f} [{c.legit_low:.1f}, {c.legit_high:.1f}], "
+        f"attacker {c.att:.0f} pts"
         for c in cells.itertuples()
     )
     return Verdict(CLAIM_B4B, "; ".join(parts), verdict, paper=PAPER_B4B, ours=ours)
@@ -853,9 +870,9 @@ def judge_sybil(results: Mapping[str, Any], alpha: float = ALPHA) -> Verdict:
         why = "B4B took nothing separable from the one-account attacker" if len(cells) else "no judged task"
         return _not_evaluated(CLAIM_SYBIL, f"{why} ({_margins(results)})", PAPER_SYBIL)
     parts = [
-        f"{c.task}: B4B takes {c.taken:.1f} [{c.taken_low:.1f}, {c.taken_high:.1f}] points from one account, "
-        f"{results['sybil_accounts']} sybils win back {c.gain:.1f} [{c.gain_low:.1f}, {c.gain_high:.1f}] and miss "
-        f"{c.rest:.1f} [{c.rest_low:.1f}, {c.rest_high:.1f}] ({c.outcome})"
+        f"{task_name(c.task)}: B4B takes {c.taken:.1f} [{c.taken_low:.1f}, {c.taken_high:.1f}] points from one "
+        f"account, {results['sybil_accounts']} sybils win back {c.gain:.1f} [{c.gain_low:.1f}, {c.gain_high:.1f}] "
+        f"and miss {c.rest:.1f} [{c.rest_low:.1f}, {c.rest_high:.1f}] ({c.outcome})"
         for c in live.itertuples()
     ]
     idle = len(cells) - len(live)
@@ -962,7 +979,7 @@ def judge_stolenencoder(results: Mapping[str, Any], alpha: float = ALPHA) -> Ver
         return _not_evaluated(CLAIM_LAMBDA, f"the grid's lambda {lam:g} was not compared", PAPER_LAMBDA)
     better = grid.separable & (grid["diff"] > 0)
     parts = [
-        f"{c.task}, lambda {c.lam:g} - lambda 0: {c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}] points"
+        f"{task_name(c.task)}, lambda {c.lam:g} - lambda 0: {c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}] points"
         + (" (separable)" if c.separable else "")
         for c in cells.itertuples()
     ]
@@ -1014,7 +1031,7 @@ def coverage_sentence(results: Mapping[str, Any]) -> str:
         side = "below" if r.coverage < beta else "above"
         parts.append(
             f"the {task_name(role[len(LEGIT) + 2 : -1])} user ends at {r.coverage:.0f} % after its "
-            f"{r.queries:,.0f} queries ({side} beta; its last answers get noise of {r.sigma:.2g} times the "
+            f"{r.queries:,.0f} queries ({side} beta; its last answers get noise of {_sig(r.sigma)} times the "
             "representation's std)"
         )
     text = f"With beta = {beta:g} %, " + "; ".join(parts)
@@ -1022,13 +1039,13 @@ def coverage_sentence(results: Mapping[str, Any]) -> str:
         a = summary.loc["attacker"]
         text += (
             f"; the attacker's {a.queries:,.0f} plain queries reach {a.coverage:.0f} % "
-            f"({'above' if a.coverage > beta else 'below'} beta: noise {a.sigma:.2g} times the std)"
+            f"({'above' if a.coverage > beta else 'below'} beta: noise {_sig(a.sigma)} times the std)"
         )
     if "sybil" in summary.index:
         s = summary.loc["sybil"]
         text += (
             f", while each of the {results['sybil_accounts']} sybil accounts sends {s.queries:,.0f} and reaches "
-            f"{s.coverage:.0f} % (noise {s.sigma:.2g} times the std)"
+            f"{s.coverage:.0f} % (noise {_sig(s.sigma)} times the std)"
         )
     return text + " (means over seeds)."
 
@@ -1328,3 +1345,8 @@ def plot_inference(results: Mapping[str, Any]) -> Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def saved(results: Mapping[str, Any]) -> dict[str, Any]:
+    """What the chapter saves: the per-seed results (what the judges read) and the verdicts they give."""
+    return {**results, "verdicts": {cid: asdict(v) for cid, v in verdicts(results).items()}}

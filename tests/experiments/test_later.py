@@ -149,7 +149,7 @@ def test_b4b_reproduced_when_the_user_keeps_its_accuracy_and_the_attacker_does_n
     v = later.judge_b4b(r)
     assert v.verdict == "reproduced" and v.claim == later.CLAIM_B4B
     _filled(v)
-    assert "-1.0" in v.ours and "-20" in v.ours
+    assert "user loses 1.0 [" in v.ours and "attacker 20 pts" in v.ours
     cells = later.b4b_cells(r)
     legit = np.array([61.0 - (61.0 - 1.0 + j) for j in JITTER])  # undefended - through B4B, per seed
     mean, low, high = t_interval(legit)
