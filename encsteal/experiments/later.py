@@ -55,6 +55,7 @@ figure and sentence of the chapter are computed from it.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -111,7 +112,7 @@ ATTACK_NAMES = {
     "infonce": "InfoNCE",
     "stolenencoder": "StolenEncoder",
     "contsteal": "Cont-Steal",
-    "standardized": "InfoNCE, standardised answers",
+    "standardized": "InfoNCE, standardised",
     "sybil": "InfoNCE, sybils",
     LEGIT: "legitimate user",
 }
@@ -286,7 +287,12 @@ def run(p: Params, cache: ResultCache | None = None) -> LaterChapter:
         }
         for defense, api in apis.items():
             if defense == "none":  # deterministic: the victim's own accuracy
-                add(legit, victim_acc, defense=defense, seed=seed, queries=0)
+                for task in tasks:
+                    sent = sum(len(task.splits[r]) for r in ch4.ROLES)
+                    legit.append(
+                        {"defense": defense, "seed": seed, "task": task.name, "accuracy": victim_acc[task.name]}
+                        | {"queries": sent}
+                    )
             else:
                 for task in tasks:
                     user = f"legit-{task.name}"
@@ -537,7 +543,7 @@ def benchmark_table(results: Mapping[str, Any], value: str = "accuracy") -> pd.D
     for r in frame.itertuples():
         col = f"{task_name(r.task)}: {DEFENSE_NAMES[r.defense]}"
         mean, low, high = getattr(r, value), getattr(r, f"{value}_low"), getattr(r, f"{value}_high")
-        same = not tables.is_missing(low) and low == high  # one value for every seed (deterministic)
+        same = not tables.is_missing(low) and math.isclose(low, high, rel_tol=1e-9, abs_tol=1e-9)  # deterministic
         cell = tables.number(float(mean), digits) if same else tables.interval(mean, low, high, digits)
         table.loc[attack_name(r.user, results), col] = cell
     table.index.name = "attacker / user"
@@ -1147,6 +1153,22 @@ def adaptive_sentence(results: Mapping[str, Any]) -> str:
                 f"on {task_name(c.task)} the sybils win back {c.gain:.1f} [{c.gain_low:.1f}, {c.gain_high:.1f}] of the "
                 f"{c.taken:.1f} [{c.taken_low:.1f}, {c.taken_high:.1f}] points B4B takes from one account ({c.outcome})"
                 for c in cells.itertuples()
+            )
+        )
+    if _has(results, "sybil", "b4b") and _has(results, "infonce", "none"):
+        text += (
+            ". Against the plain InfoNCE attacker on the undefended API, the sybils' copy through B4B differs by "
+            + (
+                "; ".join(
+                    f"{d.mean:+.1f} [{d.low:+.1f}, {d.high:+.1f}] points on {task_name(task)}"
+                    for task in results["tasks"]
+                    for d in [
+                        paired_difference(
+                            accuracy(results, "sybil", "b4b", task).values,
+                            accuracy(results, "infonce", "none", task).values,
+                        )[0]
+                    ]
+                )
             )
         )
     quality = _frame(results, "mapping")
