@@ -117,7 +117,13 @@ ATTACK_NAMES = {
     LEGIT: "legitimate user",
 }
 DEFENSE_NAMES = {"none": "none", "noise": "noise", "b4b": "B4B"}
-TASK_NAMES = {"mnistm": "MNIST-M", "photocrops": "photo crops", "fmnist": "Fashion-MNIST", "digits": "digits"}
+TASK_NAMES = {
+    "mnistm": "MNIST-M",
+    "photocrops": "photo crops",
+    "fmnist": "Fashion-MNIST",
+    "digits": "digits",
+    "mnist5k": "MNIST",
+}
 
 CLAIM_B4B = (
     "B4B keeps a legitimate user's accuracy within a few points while a single-account attacker loses much more."
@@ -444,7 +450,7 @@ def dataset_inference_rows(
     suspects.append(
         (
             INDEPENDENT,
-            f"SimCLR on {other.dataset}",
+            f"SimCLR on {task_name(other.dataset)}",
             other.seed,
             train_victim(other, device=p.device, progress=False).encoder,
         )
@@ -1022,7 +1028,7 @@ def coverage_summary(results: Mapping[str, Any]) -> pd.DataFrame:
     """Per B4B user role (legitimate users per task, ``attacker``, ``standardized``, ``sybil``): mean
     queries, final coverage (%) and sigma (x the representation std) over seeds (sybil accounts pooled)."""
     cov = _frame(results, "coverage")
-    cov["role"] = cov["user"].str.replace(r"#\\d+$", "", regex=True)
+    cov["role"] = cov["user"].str.replace(r"#\d+$", "", regex=True)
     return cov.groupby("role", sort=False)[["queries", "coverage", "sigma"]].mean()
 
 
@@ -1267,17 +1273,33 @@ def numbers(results: Mapping[str, Any]) -> dict[str, float]:
 # ---- figures -----------------------------------------------------------------------------------------
 
 
+def _role(user: str) -> str:
+    """A B4B user's role: its name without the account number (``sybil#2`` -> ``sybil``)."""
+    return user.split("#", 1)[0]
+
+
+def _role_label(role: str) -> str:
+    if role.startswith(LEGIT):
+        return f"legitimate user, {task_name(role[len(LEGIT) + 2 : -1])}"
+    return {
+        "attacker": "attacker (1 account)",
+        "standardized": "standardised answers (1 account)",
+        "sybil": "a sybil account",
+    }.get(role, role)
+
+
 def plot_coverage(results: Mapping[str, Any]) -> Figure:
     """Left: each user's B4B coverage (%) against its queries (one seed), with beta; right: the cost
     function sigma(coverage) (x the representation std, log scale) with each user's final coverage
-    (mean over seeds)."""
+    (mean over seeds). One colour per user."""
     b4b = results["b4b"]
+    summary = coverage_summary(results)
+    roles = list(dict.fromkeys([*(_role(c["user"]) for c in results["curves"]), *summary.index]))
+    colour = {role: f"C{i}" for i, role in enumerate(roles)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    names = {"attacker": "attacker (1 account)", "sybil#0": "one sybil account"}
-    for i, curve in enumerate(results["curves"]):
-        user = curve["user"]
-        label = names.get(user, f"legitimate user, {task_name(user[len(LEGIT) + 2 : -1])}")
-        left.plot(curve["queries"], curve["coverage"], marker=".", color=f"C{i}", label=label)
+    for curve in results["curves"]:
+        role = _role(curve["user"])
+        left.plot(curve["queries"], curve["coverage"], marker=".", color=colour[role], label=_role_label(role))
     left.axhline(b4b["beta"], ls="--", color="grey", lw=1, label=f"beta = {b4b['beta']:g} %")
     left.set_xlabel("queries sent by the user")
     left.set_ylabel("B4B coverage (%)")
@@ -1286,15 +1308,9 @@ def plot_coverage(results: Mapping[str, Any]) -> Figure:
     sigma = b4b_sigma(c, b4b["alpha"], b4b["beta"], b4b["lam"])
     right.semilogy(c[1:], sigma[1:], color="black", lw=1, label="cost function")
     right.axvline(b4b["beta"], ls="--", color="grey", lw=1)
-    summary = coverage_summary(results)
-    for i, (role, r) in enumerate(summary.iterrows()):
-        label = (
-            names.get(role, role).replace("standardized", "standardised, 1 account").replace("sybil", "sybil account")
-        )
-        if role.startswith(LEGIT):
-            label = f"legitimate user, {task_name(role[len(LEGIT) + 2 : -1])}"
+    for role, r in summary.iterrows():
         y = max(float(b4b_sigma(r.coverage, b4b["alpha"], b4b["beta"], b4b["lam"])), 1e-9)
-        right.plot([r.coverage], [y], marker="o", ls="none", color=f"C{i + 4}", label=label)
+        right.plot([r.coverage], [y], marker="o", ls="none", color=colour[role], label=_role_label(role))
     right.set_xlabel("coverage (%)")
     right.set_ylabel("noise std (x representation std)")
     right.legend(fontsize=7)
@@ -1344,8 +1360,8 @@ def plot_benchmark(results: Mapping[str, Any]) -> Figure:
         ax.set_ylabel(f"{task_name(task)} probe accuracy (%)")
         ax.set_title(task_name(task))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.15, 1, 1))
     return fig
 
 

@@ -294,6 +294,7 @@ def test_sentences_and_numbers():
     text = later.sentences(r)
     assert all(isinstance(t, str) and t for t in text.values())
     assert "beta = 55 %" in text["later_coverage_text"] and "above beta" in text["later_coverage_text"]
+    assert "each of the 4 sybil accounts sends 350" in text["later_coverage_text"]  # accounts pooled
     assert "win back 8.0" in text["later_adaptive_text"] and "0.990" in text["later_adaptive_text"]
     assert "**Reproduced**" in text["later_verdict_L1"]
     assert "15 of 15" in text["later_di_text"]
