@@ -531,27 +531,34 @@ def benchmark_frame(results: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def benchmark_table(results: Mapping[str, Any], value: str = "accuracy") -> pd.DataFrame:
+def benchmark_table(results: Mapping[str, Any], value: str = "accuracy", task: str | None = None) -> pd.DataFrame:
     """Reader table of the benchmark: one row per attacker and the legitimate user, one column per
-    (task, defense), each cell ``mean [95 % interval]`` of ``value`` (``"accuracy"``, %, or
-    ``"share"`` of the victim's margin over the random-init encoders, %), "n/a" for a cell not run
-    (the adaptive attackers only face the undefended API and B4B)."""
+    defense (of ``task``; without a task, per task and defense), each cell ``mean [95 % interval]``
+    of ``value`` (``"accuracy"``, %, or ``"share"`` of the victim's margin over the random-init
+    encoders, %), one number where every seed gives the same value, "n/a" for a cell not run (the
+    adaptive attackers only face the undefended API and B4B) or a share on a task not judged."""
     if value not in ("accuracy", "share"):
         raise ValueError(f"value must be 'accuracy' or 'share', got {value!r}.")
+    if task is not None and task not in results["tasks"]:
+        raise ValueError(f"Unknown task {task!r}; the results have {', '.join(results['tasks'])}.")
     frame = benchmark_frame(results)
-    cols = [(t, d) for t in results["tasks"] for d in DEFENSES]
+    tasks_shown = [task] if task is not None else list(results["tasks"])
+    frame = frame[frame.task.isin(tasks_shown)]
+
+    def column(t: str, d: str) -> str:
+        return DEFENSE_NAMES[d] if task is not None else f"{task_name(t)}: {DEFENSE_NAMES[d]}"
+
     table = pd.DataFrame(
         NA,
         index=[attack_name(u, results) for u in _rows_of(results)],
-        columns=[f"{task_name(t)}: {DEFENSE_NAMES[d]}" for t, d in cols],
+        columns=[column(t, d) for t in tasks_shown for d in DEFENSES],
     )
     digits = 1 if value == "accuracy" else 0
     for r in frame.itertuples():
-        col = f"{task_name(r.task)}: {DEFENSE_NAMES[r.defense]}"
         mean, low, high = getattr(r, value), getattr(r, f"{value}_low"), getattr(r, f"{value}_high")
         same = not tables.is_missing(low) and math.isclose(low, high, rel_tol=1e-9, abs_tol=1e-9)  # deterministic
         cell = tables.number(float(mean), digits) if same else tables.interval(mean, low, high, digits)
-        table.loc[attack_name(r.user, results), col] = cell
+        table.loc[attack_name(r.user, results), column(r.task, r.defense)] = cell
     table.index.name = "attacker / user"
     return table
 
@@ -1024,6 +1031,18 @@ def _iv(values: Sequence[float] | pd.Series, digits: int = 1) -> str:
     return tables.interval(iv.mean, iv.low, iv.high, digits)
 
 
+def margin_sentence(results: Mapping[str, Any]) -> str:
+    """The victim's margin over the random-init encoders on each task, and whether it is judged."""
+    base = ch4.baseline_table(results)
+    parts = [
+        f"on {task_name(t)} the victim's probe reaches {r.victim:.1f} % and the random-init encoders "
+        f"{r.random_init:.1f} % [{r.random_init_low:.1f}, {r.random_init_high:.1f}], a margin of {r.margin:.1f} points"
+        + ("" if r.judged else " whose interval is not above zero, so the task is not judged")
+        for t, r in base.iterrows()
+    ]
+    return "With the legitimate user's labelled images, " + "; ".join(parts) + "."
+
+
 def coverage_summary(results: Mapping[str, Any]) -> pd.DataFrame:
     """Per B4B user role (legitimate users per task, ``attacker``, ``standardized``, ``sybil``): mean
     queries, final coverage (%) and sigma (x the representation std) over seeds (sybil accounts pooled)."""
@@ -1206,7 +1225,7 @@ def inference_sentence(results: Mapping[str, Any]) -> str:
     level = results["di"]["alpha"]
     v = rates["victim"]
     text = (
-        f"On the victim itself the members' mean log-likelihood exceeds the non-members' by {v['delta']:.2f} "
+        f"On the victim itself the members' mean log-likelihood minus the non-members' is {v['delta']:.2f} "
         f"(p = {v['p_value']:.2g}): it is {'flagged' if v['flagged'] else 'not flagged'} at p < {level:g}"
     )
     if rates["detection"] and rates["false_positive"]:
@@ -1231,7 +1250,7 @@ def verdict_sentence(claim_id: str, verdict: Verdict) -> str:
 def sentences(results: Mapping[str, Any]) -> dict[str, str]:
     """Every sentence the chapter glues (Markdown), keyed by its glue name."""
     out = {
-        "later_margin_text": ch4.margin_sentence(results),
+        "later_margin_text": margin_sentence(results),
         "later_coverage_text": coverage_sentence(results),
         "later_grid_text": grid_sentence(results),
         "later_noise_text": noise_sentence(results),

@@ -268,6 +268,7 @@ def test_reader_tables_fit_the_page():
     for table in (
         later.benchmark_table(r, "accuracy"),
         later.benchmark_table(r, "share"),
+        later.benchmark_table(r, "accuracy", "mnistm"),
         later.queries_table(r),
         later.b4b_table(r),
         later.sweep_table(r),
@@ -280,6 +281,11 @@ def test_reader_tables_fit_the_page():
     assert bench.loc["InfoNCE, sybils (4 accounts)", "MNIST-M: none"] == tables.NA  # sybils only face B4B
     assert bench.loc["legitimate user", "MNIST-M: none"] == "61.0"  # deterministic: one number
     assert bench.loc["InfoNCE", "MNIST-M: B4B"].startswith("31.0 [")
+    one = later.benchmark_table(r, "share", "photocrops")
+    tables.check_for_readers(one)
+    assert list(one.columns) == ["none", "noise", "B4B"] and one.loc["legitimate user", "none"] == "100"
+    with pytest.raises(ValueError, match="Unknown task 'svhn'"):
+        later.benchmark_table(r, "accuracy", "svhn")
     assert list(later.sweep_table(r).index) == ["0", "20"]
 
 
