@@ -19,6 +19,23 @@ Augmentation (``augment``): ``"none"`` sends the plain images; ``"views"`` makes
 augmented copies of each image and the victim answers each copy (each counts as a query);
 ``"stolen_only"`` lets the victim answer the plain image once while the stolen encoder sees a
 fresh augmented copy each epoch (the paper's ImageNet setup, book/paper_setup.md#setup-stealing-imagenet).
+Two more modes serve the later attacks (presets in :mod:`encsteal.later.attacks`); both work with
+any loss (:func:`make_loss` knows the paper's losses and those of :mod:`encsteal.later.losses`):
+
+* ``"plain_and_augmented"`` (StolenEncoder, arXiv:2201.05889): the victim answers the plain image,
+  and the stolen encoder is trained on the plain image and on ``views`` = k fresh augmentations
+  of it per epoch, all pulled towards that one answer v:
+  ``L = loss(f(x), v) + (augment_weight / k) * sum_j loss(f(A_j(x)), v)``.
+  ``augment_weight`` (lambda >= 0) is required; lambda = 0 trains exactly as ``"none"``. The plain
+  batch and its k copies go through the stolen encoder in one forward pass (one set of batch-norm
+  statistics).
+  Queries: one per distinct image (times the epochs with ``requery_every_epoch=True``, where the
+  plain image is sent again every epoch).
+* ``"independent_views"`` (Cont-Steal, arXiv:2201.07513): the victim answers one augmented view
+  of each image and the stolen encoder sees another, independently augmented view. Query-once
+  design: one augmented view per image is drawn and answered once (queries = images), and the
+  stolen encoder sees a fresh view each epoch; with ``requery_every_epoch=True`` the victim
+  answers a fresh augmented view every epoch (queries = images x epochs).
 
 A supervised API (labels or probabilities) is stolen the same way with the same stolen
 architecture plus a linear classifier, trained with cross-entropy on the answers: the
@@ -28,6 +45,7 @@ supervised-learning baseline at an equal number of queries.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,13 +61,32 @@ from encsteal.data.imageset import ImageSet
 from encsteal.data.transforms import adapt
 from encsteal.distributed import gather_nograd, shard_bounds, sum_over_ranks
 from encsteal.distributed import info as dist_info
-from encsteal.losses import LOSSES, get_loss
+from encsteal.later.losses import LATER_LOSSES, get_later_loss
+from encsteal.losses import LOSSES, StealingLoss, get_loss
 from encsteal.models import ARCHS, LinearClassifier, build_encoder
 from encsteal.runtime import RunOptions, prepare_device, seed_everything
 from encsteal.seeds import derive_seed
 from encsteal.training import Batch, OptimizerSpec, StepFn, fit
 
-AUGMENT_MODES: tuple[str, ...] = ("none", "views", "stolen_only")
+AUGMENT_MODES: tuple[str, ...] = ("none", "views", "stolen_only", "plain_and_augmented", "independent_views")
+
+#: Every loss an attack may use: the paper's (:data:`encsteal.losses.LOSSES`), then those of the
+#: later attacks (:data:`encsteal.later.losses.LATER_LOSSES`).
+ALL_LOSSES: dict[str, StealingLoss] = {**LOSSES, **LATER_LOSSES}
+if len(ALL_LOSSES) != len(LOSSES) + len(LATER_LOSSES):  # a later loss must not shadow a paper loss
+    raise RuntimeError(f"Loss names used twice: {sorted(set(LOSSES) & set(LATER_LOSSES))}.")
+
+
+def make_loss(name: str, **params: Any) -> Callable[..., torch.Tensor]:
+    """The configured loss ``name`` (``loss(stolen, victim, labels=None)``), looked up among the
+    paper's losses and then those of the later attacks; an unknown name raises a ``ValueError``
+    listing all of them, a bad parameter the error of :func:`~encsteal.losses.get_loss` /
+    :func:`~encsteal.later.losses.get_later_loss`."""
+    if name in LOSSES:
+        return get_loss(name, **params)
+    if name in LATER_LOSSES:
+        return get_later_loss(name, **params)
+    raise ValueError(f"Unknown loss {name!r}. Known losses: {', '.join(ALL_LOSSES)}.")
 
 
 @dataclass(frozen=True)
@@ -61,6 +98,9 @@ class StealConfig:
     with that seed, for experiments that need a copy starting from the victim's initial weights.
     ``drop_outlier_ratio`` (default None: keep every answer) drops, before training, the answers
     :func:`outlier_answers` finds with that ratio (> 1); it needs the query-once design.
+    ``augment_weight`` is StolenEncoder's lambda (>= 0), required by ``augment="plain_and_augmented"``
+    and refused by the other modes; ``views`` is the number of augmented copies in the modes
+    ``"views"`` (copies answered) and ``"plain_and_augmented"`` (k copies trained on).
     """
 
     loss: str = "infonce"
@@ -77,11 +117,10 @@ class StealConfig:
     seed: int = 0
     init_seed: int | None = None
     drop_outlier_ratio: float | None = None
+    augment_weight: float | None = None
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"Unknown loss {self.loss!r}. Known losses: {', '.join(LOSSES)}.")
-        get_loss(self.loss, **self.loss_params)  # validates the parameters now
+        make_loss(self.loss, **self.loss_params)  # validates the name and the parameters now
         if self.arch not in ARCHS:
             raise ValueError(f"Unknown architecture {self.arch!r}. Known: {', '.join(ARCHS)}.")
         if self.augment not in AUGMENT_MODES:
@@ -89,6 +128,18 @@ class StealConfig:
         for name in ("epochs", "batch_size", "views"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.augment == "plain_and_augmented":
+            w = self.augment_weight
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
+                raise ValueError(
+                    "augment='plain_and_augmented' needs augment_weight, the weight lambda >= 0 (finite) of "
+                    f"the augmented term (0 = no augmentation); got {w!r}."
+                )
+        elif self.augment_weight is not None:
+            raise ValueError(
+                f"augment_weight is only used by augment='plain_and_augmented', not augment={self.augment!r}; "
+                "leave it None."
+            )
         if self.drop_outlier_ratio is not None:
             if isinstance(self.drop_outlier_ratio, bool) or not self.drop_outlier_ratio > 1:
                 raise ValueError(f"drop_outlier_ratio must be a number > 1 (or None), got {self.drop_outlier_ratio!r}.")
@@ -181,6 +232,8 @@ def _query_inputs(config: StealConfig, x: torch.Tensor, gen: torch.Generator, au
     """The images actually sent to the API in one pass (query-once design)."""
     if config.augment == "views":
         return torch.cat([augment(x, gen) for _ in range(config.views)])
+    if config.augment == "independent_views":
+        return augment(x, gen)
     return x
 
 
@@ -221,7 +274,7 @@ def steal(
         raise ValueError(f"Query images must be a tensor (N, C, H, W) with C = 1 or 3; got {shape}.")
     if len(images) == 0:
         raise ValueError("No query images: pass at least one.")
-    needs_labels = LOSSES[config.loss].needs_labels and api.mode == "ssl"
+    needs_labels = ALL_LOSSES[config.loss].needs_labels and api.mode == "ssl"
     if needs_labels and query_labels is None:
         if isinstance(queries, ImageSet):
             raise ValueError(
@@ -347,7 +400,7 @@ def _run_attack(
     labels = query_labels if query_labels is not None else torch.zeros(len(images), dtype=torch.long)
     before = api.queries(user)
     if not config.requery_every_epoch:
-        if config.augment == "views":  # the augmented copies are the queries: held in memory
+        if config.augment in ("views", "independent_views"):  # augmented queries: held in memory
             sent = _query_inputs(config, adapt(images, c, size), gen, augment)
         else:
             sent = images
@@ -363,6 +416,9 @@ def _run_attack(
     step = _steal_step(
         api, config, classifier is not None, labels, train_labels, answers, c, size, views, user, augment
     )
+    passes = views  # images through the stolen encoder per sample (for images/s)
+    if config.augment == "plain_and_augmented" and config.augment_weight > 0:
+        passes = 1 + config.views
     net = _StealNet(encoder, classifier)
     fitted = fit(
         net,
@@ -375,7 +431,7 @@ def _run_attack(
         generator=gen,
         options=opts,
         drop_last=False,
-        views=views,
+        views=passes,
         progress=progress,
         label=f"steal ({config.loss})",
         status=lambda: {"queries": api.queries(user) - before},
@@ -408,7 +464,13 @@ def _steal_step(
 ) -> StepFn:
     """One attack batch: the targets (stored answers, or the API asked again), the stolen side's
     inputs, and the loss on the outputs gathered over the global batch."""
-    loss_fn = None if supervised else get_loss(config.loss, **config.loss_params)
+    loss_fn = None if supervised else make_loss(config.loss, **config.loss_params)
+    weight = config.augment_weight or 0.0  # StolenEncoder's lambda ("plain_and_augmented" only)
+
+    def criterion(out: torch.Tensor, target: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if supervised:
+            return _supervised_loss(out, target, api.output)
+        return loss_fn(out, target, labels=yb.to(out.device))
 
     def step(batch: Batch) -> torch.Tensor | None:
         idx = batch.idx
@@ -418,16 +480,20 @@ def _steal_step(
         if config.requery_every_epoch:
             if config.augment == "views":
                 xb = torch.cat([batch.augment(augment, xb) for _ in range(views)])
-            target = gather_nograd(api.query(xb, user).to(batch.device), blocks=views)
+            sent = batch.augment(augment, xb) if config.augment == "independent_views" else xb
+            target = gather_nograd(api.query(sent, user).to(batch.device), blocks=views)
             yb = labels[idx].repeat(views)
         else:
             target = answers[idx].to(batch.device)
             yb = train_labels[idx]
-        if config.augment == "stolen_only":
+        if config.augment in ("stolen_only", "independent_views"):
             xb = batch.augment(augment, xb)
-        out = batch.forward(xb, blocks=views)
-        if supervised:
-            return _supervised_loss(out, target, api.output)
-        return loss_fn(out, target, labels=yb.to(batch.device))
+        if config.augment == "plain_and_augmented" and weight > 0:
+            k = config.views
+            copies = [batch.augment(augment, xb) for _ in range(k)]
+            outs = batch.forward(torch.cat([xb, *copies]), blocks=1 + k).chunk(1 + k)
+            augmented = sum(criterion(out, target, yb) for out in outs[1:])
+            return criterion(outs[0], target, yb) + (weight / k) * augmented
+        return criterion(batch.forward(xb, blocks=views), target, yb)
 
     return step

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from encsteal.data.registry import DATASETS
+from encsteal.later.b4b import HASH_SOURCES, MAX_HYPERPLANES, TRANSFORMS, b4b_sigma
 from encsteal.losses import LOSSES, get_loss
 from encsteal.victims import VictimConfig
 
@@ -35,24 +36,25 @@ PROFILES: tuple[str, ...] = ("smoke", "quick", "full")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 WATERMARK_TASKS: tuple[str, ...] = ("binary", "four_way")
 
-OVERVIEW, API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE = (
+OVERVIEW, API, LOSS, IMAGENET, DEFENSES, WATERMARK, LATER, CLAIMS, PERFORMANCE = (
     "overview",
     "api_cost",
     "losses",
     "imagenet",
     "defenses",
     "watermark",
+    "later",
     "claims",
     "performance",
 )
-CHAPTERS: tuple[str, ...] = (OVERVIEW, API, LOSS, IMAGENET, DEFENSES, WATERMARK, CLAIMS, PERFORMANCE)
+CHAPTERS: tuple[str, ...] = (OVERVIEW, API, LOSS, IMAGENET, DEFENSES, WATERMARK, LATER, CLAIMS, PERFORMANCE)
 """Chapter names: the notebooks are ``notebooks/NN_<chapter>.ipynb`` (the overview is the book's
 landing page, with the paper at a glance)."""
 
 ALL = CHAPTERS
-VICTIM_CHAPTERS = (API, LOSS, DEFENSES, WATERMARK)
-PROBE_CHAPTERS = (API, LOSS, IMAGENET, DEFENSES, WATERMARK)
-JUDGED = (API, LOSS, IMAGENET, DEFENSES, WATERMARK)
+VICTIM_CHAPTERS = (API, LOSS, DEFENSES, WATERMARK, LATER)
+PROBE_CHAPTERS = (API, LOSS, IMAGENET, DEFENSES, WATERMARK, LATER)
+JUDGED = (API, LOSS, IMAGENET, DEFENSES, WATERMARK, LATER)
 
 #: What kind of value each parameter takes: "int+" (positive integer), "int0" (non-negative),
 #: "float+", "float0", "str", "choice", "datasets", "losses", "budgets", "seeds", "floats+",
@@ -100,7 +102,7 @@ class Params:
     loss_settings: dict = _p(
         {},
         "loss_settings",
-        (LOSS, IMAGENET, DEFENSES, WATERMARK),
+        (LOSS, IMAGENET, DEFENSES, WATERMARK, LATER),
         "per-loss stealing settings: {loss: {loss parameter: value}}",
     )
     # -- chapter 1: APIs and cost ----------------------------------------------------------------
@@ -110,7 +112,7 @@ class Params:
     downstream_sets: list = _p(
         ["mnistm", "photocrops"],
         "datasets",
-        (API, LOSS, DEFENSES),
+        (API, LOSS, DEFENSES, LATER),
         "judged downstream tasks (there the victim beats a random-init encoder by >= 10 points)",
     )
     top_k: int = _p(3, "int+", (API,), "k of the supervised victim's top-k API")
@@ -185,9 +187,55 @@ class Params:
     reference_seeds: list = _p(
         [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "seeds",
-        (WATERMARK,),
+        (WATERMARK, LATER),
         "seeds of the independent references (trained exactly like the victim)",
     )
+    # -- chapter 6: after the paper -----------------------------------------------------------------
+    later_budget: int = _p(
+        1000, "int+", (LATER,), "queries of every attack of the benchmark (sybils: plus their overlap images)"
+    )
+    later_epochs: int = _p(
+        4, "int+", (LATER,), "epochs of every stealing run of the benchmark (below steal_epochs: the time budget)"
+    )
+    later_noise_std: float = _p(
+        0.5, "float+", (LATER,), "Gaussian-noise defense: std in multiples of the representation's (one of chapter 4's)"
+    )
+    stolenencoder_lambda: float = _p(
+        20.0, "float0", (LATER,), "StolenEncoder's lambda in the benchmark (its code's runners: 20, with k = 1)"
+    )
+    stolenencoder_sweep: list = _p(
+        [0.0], "floats0", (LATER,), "more StolenEncoder lambdas, undefended API only (0: no augmentation)"
+    )
+    b4b_tables: int = _p(20, "int+", (LATER,), "B4B: LSH tables (official 20)")
+    b4b_hyperplanes: int = _p(
+        8, "int+", (LATER,), "B4B: hyperplanes per table (official 12; 2^r buckets must stay below the queries)"
+    )
+    b4b_alpha: float = _p(
+        1.0, "float+", (LATER,), "B4B: noise std at coverage beta, in representation stds (official 1)"
+    )
+    b4b_beta: float = _p(
+        55.0, "float+", (LATER,), "B4B: coverage (%) where the noise reaches alpha (official 80; set from the curves)"
+    )
+    b4b_lam: float = _p(1e-7, "float+", (LATER,), "B4B: lambda of the cost function (official 1e-7)")
+    b4b_transform: str = _p("affine", "choice", (LATER,), "B4B: per-user transformation", TRANSFORMS)
+    b4b_hash: str = _p(
+        "embeddings",
+        "choice",
+        (LATER,),
+        "B4B: what is hashed (outputs: the answers; embeddings: head outputs)",
+        HASH_SOURCES,
+    )
+    sybil_accounts: int = _p(4, "int+", (LATER,), "accounts of the sybil attacker against B4B")
+    sybil_overlap: int = _p(
+        100, "int+", (LATER,), "images the adaptive attackers send to every account (maps and answer statistics)"
+    )
+    di_images: int = _p(
+        1000,
+        "int+",
+        (LATER,),
+        "dataset inference: fit and member images (each) of the victim's, and as many test images",
+    )
+    di_alpha: float = _p(0.01, "float+", (LATER,), "dataset inference: p-value below which a suspect is flagged")
 
     def __getitem__(self, name: str) -> Any:
         if name not in _NAMES:
@@ -315,6 +363,18 @@ def check(name: str, value: Any) -> Any:
 def _check_together(p: Params) -> None:
     if len(set(p.budgets)) != len(p.budgets):
         _fail("budgets", p.budgets, "List each budget once.")
+    try:
+        b4b_sigma(0.0, p.b4b_alpha, p.b4b_beta, p.b4b_lam)  # the cost function checks its parameters
+    except ValueError as err:
+        _fail("b4b_alpha, b4b_beta, b4b_lam", (p.b4b_alpha, p.b4b_beta, p.b4b_lam), str(err))
+    if p.b4b_hyperplanes > MAX_HYPERPLANES:
+        _fail(
+            "b4b_hyperplanes",
+            p.b4b_hyperplanes,
+            f"Use at most {MAX_HYPERPLANES} (2^{MAX_HYPERPLANES} buckets per table).",
+        )
+    if not 0 < p.di_alpha < 1:
+        _fail("di_alpha", p.di_alpha, "Use a level in (0, 1), e.g. 0.01.")
 
 
 def profile_overrides(profile: str) -> dict[str, Any]:

@@ -93,8 +93,34 @@ CLAIMS: tuple[Claim, ...] = (
         "watermark:judge_watermark",
     ),
     Claim("C6", "Stealing an encoder costs far less than training it.", "api_cost", "api_cost:judge_cost"),
+    Claim(
+        "L1",
+        "After the paper, B4B: a legitimate user keeps its accuracy within a few points, a single-account attacker "
+        "loses much more.",
+        "later",
+        "later:judge_b4b",
+    ),
+    Claim(
+        "L2",
+        "After the paper, B4B: sybil accounts with a learned mapping recover only part of what B4B takes.",
+        "later",
+        "later:judge_sybil",
+    ),
+    Claim(
+        "L3",
+        "After the paper, dataset inference: stolen copies are flagged, independent encoders are not.",
+        "later",
+        "later:judge_dataset_inference",
+    ),
+    Claim(
+        "L4",
+        "After the paper, StolenEncoder: training on augmentations too (lambda > 0) beats lambda = 0 at equal queries.",
+        "later",
+        "later:judge_stolenencoder",
+    ),
 )
-"""The claims the book judges, in the order of the claims page."""
+"""The claims the book judges, in the order of the claims page: the paper's (C), then those of the
+later papers that chapter 6 tests (L)."""
 
 
 def judge_all(load: Callable[[str], Mapping[str, Any]], claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
