@@ -39,7 +39,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper: its id, wording, the chapter that measures it and its judge."""
+    """One claim of the paper: its id, wording, the chapter that measures it, its judge and a
+    few words for the paper at a glance (:data:`SHORT`)."""
 
     id: str
     text: str
@@ -47,11 +48,30 @@ class Claim:
     judge: str  # "module:function" under encsteal.experiments
     options: tuple[tuple[str, Any], ...] = ()
 
+    @property
+    def short(self) -> str:
+        return SHORT.get(self.id, self.text)
+
     def run(self, results: Mapping[str, Any]) -> Verdict:
         module, name = self.judge.split(":")
         fn = getattr(importlib.import_module(f"encsteal.experiments.{module}"), name)
         return fn(results, **dict(self.options))
 
+
+SHORT: dict[str, str] = {
+    "C1": "Contrastive losses steal best, Barlow Twins worst",
+    "C1'": "The same, with the official code's Barlow pairing",
+    "C2": "Under a fifth of the victim's data in queries suffices",
+    "C3": "Representations leak more than labels or scores",
+    "C4": "Output noise hurts users as much as attackers",
+    "C5": "The rotation watermark transfers to copies only",
+    "C6": "Stealing costs far less than training",
+    "L1": "B4B spares users, costs a single-account attacker",
+    "L2": "Sybil accounts recover only part of it",
+    "L3": "Dataset inference flags copies, not independent models",
+    "L4": "StolenEncoder's augmentations (lambda > 0) help",
+}
+"""Each claim in a few words, for the paper at a glance (the claims page has the full wording)."""
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -138,6 +158,7 @@ def judge_all(load: Callable[[str], Mapping[str, Any]], claims: tuple[Claim, ...
             {
                 "id": claim.id,
                 "claim": claim.text,
+                "short": claim.short,
                 "chapter": claim.chapter,
                 "paper": paper,
                 "ours": ours,
@@ -166,6 +187,11 @@ def _page_label(page: str) -> str:
     return f"chapter {int(number)}" if number.isdigit() else page
 
 
+def _short(row: Any) -> str:
+    short = getattr(row, "short", None)
+    return short if isinstance(short, str) and short else row.claim
+
+
 def at_a_glance(verdicts: pd.DataFrame, documents: Mapping[str, str]) -> pd.DataFrame:
     """The paper at a glance (the landing page): per claim its wording, linked to the chapter that
     measures it (``documents`` maps a chapter to its page, e.g. ``{"losses": "02_losses"}``), the
@@ -176,7 +202,7 @@ def at_a_glance(verdicts: pd.DataFrame, documents: Mapping[str, str]) -> pd.Data
         raise ValueError(f"No page for chapter(s) {', '.join(missing)}; known: {', '.join(sorted(documents))}.")
     rows = {
         row.id: {
-            "claim": f"{row.claim} ([{_page_label(documents[row.chapter])}]({documents[row.chapter]}.ipynb))",
+            "claim": f"[{_short(row)}]({documents[row.chapter]}.ipynb) ({_page_label(documents[row.chapter])})",
             "paper": row.paper,
             "ours (95 % interval)": row.ours,
             "verdict": f"**{row.verdict}**",

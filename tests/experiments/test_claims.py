@@ -70,7 +70,7 @@ def test_at_a_glance_links_each_claim_to_its_chapter_with_paper_ours_and_verdict
 
     table = at_a_glance(_verdict_rows(), {"losses": "02_losses", "api_cost": "01_api_cost"})
     assert list(table.index) == ["C1", "C3"] and table.index.name == "id"
-    assert table.loc["C1", "claim"] == "A claim. ([chapter 2](02_losses.ipynb))"
+    assert table.loc["C1", "claim"] == "[A claim.](02_losses.ipynb) (chapter 2)"
     assert table.loc["C1", "paper"] == "75.5 %" and table.loc["C1", "ours (95 % interval)"] == "61.2 [60.1, 62.3]"
     assert table.loc["C3", "verdict"] == "**not evaluated**"
     assert "| C3 " in to_markdown(table)  # fit for a page: no missing cell, named rows
@@ -94,3 +94,10 @@ def test_verdict_table_and_saved_verdicts_round_trip() -> None:
     assert "e2 second line" in md and "**reproduced**" in md  # one line per row
     with pytest.raises(ValueError, match="no verdicts"):
         saved_verdicts({"other": 1})
+
+
+def test_every_claim_has_a_short_name_for_the_glance() -> None:
+    from encsteal.experiments.claims import CLAIMS, SHORT
+
+    assert set(SHORT) == {c.id for c in CLAIMS}
+    assert all(len(c.short) <= 60 for c in CLAIMS)
