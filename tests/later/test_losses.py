@@ -11,6 +11,7 @@ import torch
 from encsteal import losses as paper
 from encsteal.later import losses as L
 from encsteal.later.losses import LATER_LOSSES, contsteal_loss, get_later_loss, stolenencoder_loss
+from tests.test_losses import _dot, _rows, _unit  # the paper's losses' plain-math helpers
 
 N, D = 5, 4
 ATOL = 1e-9
@@ -21,19 +22,6 @@ def _pair(seed: int = 0, n: int = N, d: int = D):
     s = torch.randn(n, d, generator=g, dtype=torch.float64)
     v = torch.randn(n, d, generator=g, dtype=torch.float64)
     return s, v
-
-
-def _rows(t: torch.Tensor) -> list[list[float]]:
-    return [[float(x) for x in row] for row in t]
-
-
-def _dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
-
-
-def _unit(a):
-    n = math.sqrt(_dot(a, a))
-    return [x / n for x in a]
 
 
 # --------------------------------------------------------------------------
